@@ -1,0 +1,1 @@
+"""App package: the FastAPI service and the CLI."""

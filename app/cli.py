@@ -1,0 +1,154 @@
+"""The `latent-search` command. Thin: it parses options, calls the library, prints results."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    help="latent-search: learn an image embedding from your own images and search by similarity.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+
+DATA_ENV = "LATENT_SEARCH_DATA"
+DataOpt = Annotated[
+    str | None,
+    typer.Option("--data", help=f"Folder of images or .tar/.tar.gz archive of one (default: ${DATA_ENV})."),
+]
+
+
+def _setup(verbose: bool, threads: int | None = None) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    import torch
+
+    # Set on purpose: torch's default can oversubscribe small machines and containers.
+    torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
+
+
+def _data_path(data: str | None) -> str:
+    path = data or os.environ.get(DATA_ENV)
+    if not path:
+        raise typer.BadParameter(f"pass --data PATH or set {DATA_ENV}", param_hint="--data")
+    return path
+
+
+def _fail(exc: BaseException) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def train(
+    data: DataOpt = None,
+    out: Annotated[Path, typer.Option(help="Run directory (config, metrics, checkpoints, encoder.pt).")] = Path(
+        "runs/default"
+    ),
+    preset: Annotated[str, typer.Option(help="cpu-small | resnet18 | resnet50")] = "cpu-small",
+    resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out exactly.")] = False,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (preset default).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per batch (2 views each).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="NT-Xent temperature tau.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="sgd | lars")] = None,
+    loss: Annotated[str | None, typer.Option(help="ntxent | supcon (supcon needs labels)")] = None,
+    weight_decay: Annotated[float | None, typer.Option()] = None,
+    warmup_epochs: Annotated[float | None, typer.Option()] = None,
+    arch: Annotated[str | None, typer.Option(help="small_cnn | resnet18 | resnet34 | resnet50")] = None,
+    width: Annotated[int | None, typer.Option(help="Base width of the small CNN.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Side of the images f sees.")] = None,
+    crop_size_min: Annotated[int | None, typer.Option(help="Progressive resizing start size (0: off).")] = None,
+    crop_scale_min: Annotated[float | None, typer.Option(help="Smallest crop area fraction.")] = None,
+    jitter_strength: Annotated[float | None, typer.Option(help="Colour jitter strength s.")] = None,
+    blur_p: Annotated[float | None, typer.Option(help="Gaussian blur probability.")] = None,
+    knn_every: Annotated[int | None, typer.Option(help="Epochs between kNN checks (0: never).")] = None,
+    log_every: Annotated[int | None, typer.Option(help="Steps between metric rows.")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints (0: per epoch).")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop cleanly after this much training.")] = None,
+    stop_after_steps: Annotated[int | None, typer.Option(help="Checkpoint and stop at this step.")] = None,
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast.")] = None,
+    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile.")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N (default: cuda if present).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Train a SimCLR encoder on unlabelled images."""
+    _setup(verbose, threads)
+    from model.config import override
+    from model.config import preset as get_preset
+    from model.train import NonFiniteLossError
+    from model.train import train as run_train
+
+    try:
+        cfg = get_preset(preset)
+        if crop_scale_min is not None:
+            cfg.augment.crop_scale = (crop_scale_min, cfg.augment.crop_scale[1])
+        cfg = override(
+            cfg, **{
+                "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr,
+                "train.temperature": temperature, "train.optimizer": optimizer, "train.loss": loss,
+                "train.weight_decay": weight_decay, "train.warmup_epochs": warmup_epochs,
+                "train.knn_every": knn_every, "train.log_every": log_every,
+                "train.checkpoint_every": checkpoint_every, "train.max_minutes": max_minutes,
+                "train.amp": amp, "train.compile": compile, "train.seed": seed,
+                "encoder.arch": arch, "encoder.width": width, "encoder.image_size": image_size,
+                "augment.crop_size": image_size, "augment.crop_size_min": crop_size_min,
+                "augment.jitter_strength": jitter_strength, "augment.blur_p": blur_p,
+            },
+        )
+        result = run_train(cfg, _data_path(data), out, resume=resume, device=device, stop_at_step=stop_after_steps)
+    except (FileNotFoundError, FileExistsError, ValueError, NonFiniteLossError) as exc:
+        _fail(exc)
+        return
+    state = "finished" if result.finished else f"stopped at step {result.step}/{result.total_steps}"
+    knn = f", kNN top-1 {100 * result.knn_top1:.1f} %" if result.knn_top1 is not None else ""
+    typer.echo(f"{state} in {result.seconds / 60:.1f} min of training: loss {result.loss:.3f}{knn}")
+    typer.echo(f"encoder: {result.encoder_path}")
+    if not result.finished:
+        typer.echo(f"continue with: latent-search train --out {out} --resume --data ...")
+    typer.echo(f"next: latent-search eval --encoder {result.encoder_path} --data ...")
+
+
+@app.command("eval")
+def evaluate(
+    encoder: Annotated[Path, typer.Option(help="encoder.pt from a training run.")],
+    data: DataOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for eval.json and plots (default: beside the encoder).")] = None,
+    k: Annotated[int, typer.Option(help="Neighbours for kNN.")] = 200,
+    map_method: Annotated[str, typer.Option(help="tsne | pca")] = "tsne",
+    device: Annotated[str | None, typer.Option()] = None,
+    threads: Annotated[int | None, typer.Option()] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """kNN accuracy, linear probe and plots of a trained encoder on labelled data."""
+    _setup(verbose, threads)
+    from model.evaluate import evaluate_encoder
+
+    try:
+        result: dict[str, Any] = evaluate_encoder(encoder, _data_path(data), out, k=k, map_method=map_method,
+                                                  device=device)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+        return
+    typer.echo(json.dumps({key: result[key] for key in ("knn_top1", "knn1_top1", "linear_probe_top1",
+                                                        "train_images", "test_images", "seconds")}, indent=2))
+    typer.echo(f"wrote {Path(result['plots'][0]).parent / 'eval.json'} and {', '.join(result['plots'])}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Index package: FAISS index, catalog and builds."""

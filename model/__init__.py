@@ -1,0 +1,1 @@
+"""Model package: SimCLR training, evaluation and embedding."""

@@ -1,0 +1,200 @@
+"""Typed configuration for the SimCLR training job, with per-preset defaults.
+
+A `RunConfig` is saved (as a plain dict) inside every checkpoint and `encoder.pt`, so
+serving and evaluation can rebuild the encoder without any training flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Arch = Literal["small_cnn", "resnet18", "resnet34", "resnet50"]
+Optim = Literal["sgd", "lars"]
+LossName = Literal["ntxent", "supcon"]
+
+PRESETS = ("cpu-small", "resnet18", "resnet50")
+
+# Per-channel statistics of natural images (CIFAR-10's are within 0.03 of these).
+DEFAULT_MEAN = (0.485, 0.456, 0.406)
+DEFAULT_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class EncoderConfig:
+    """Backbone f and projection head g."""
+
+    arch: Arch = "small_cnn"
+    width: int = 32  # base channel count of the small CNN (ignored by ResNets)
+    small_stem: bool = True  # 3x3 stem, no max-pool: for inputs <= 64 px
+    proj_layers: int = 2  # linear layers in g (>= 1)
+    proj_hidden: int = 512
+    proj_out: int = 128
+    image_size: int = 32  # side of the square input f sees at inference
+    mean: tuple[float, float, float] = DEFAULT_MEAN
+    std: tuple[float, float, float] = DEFAULT_STD
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("small_cnn", "resnet18", "resnet34", "resnet50"):
+            raise ValueError(f"unknown arch {self.arch!r}")
+        if self.proj_layers < 1 or self.proj_hidden < 1 or self.proj_out < 1:
+            raise ValueError("projection head sizes must be >= 1")
+        if self.image_size < 8:
+            raise ValueError(f"image_size must be >= 8, got {self.image_size}")
+        self.mean = tuple(self.mean)  # type: ignore[assignment]
+        self.std = tuple(self.std)  # type: ignore[assignment]
+
+
+@dataclass
+class AugmentConfig:
+    """SimCLR's augmentation family (Chen et al. 2020, appendix A)."""
+
+    crop_size: int = 32  # side of the views fed to the network at the end of training
+    # Progressive resizing: views start at crop_size_min px and grow linearly (in steps of
+    # 4 px) to crop_size at crop_ramp_end of training. 0 turns it off. Small views early
+    # buy many more steps per second; the last part of training runs at full size.
+    crop_size_min: int = 0
+    crop_ramp_end: float = 0.75
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter_strength: float = 0.5  # s: brightness/contrast/saturation 0.8s, hue 0.2s
+    jitter_p: float = 0.8
+    gray_p: float = 0.2
+    blur_p: float = 0.0  # off by default for images <= 64 px
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
+        for name in ("flip_p", "jitter_p", "gray_p", "blur_p"):
+            p = getattr(self, name)
+            if not 0 <= p <= 1:
+                raise ValueError(f"{name} must be a probability, got {p}")
+        if self.jitter_strength < 0:
+            raise ValueError("jitter_strength must be >= 0")
+        if self.crop_size_min and not 8 <= self.crop_size_min <= self.crop_size:
+            raise ValueError("crop_size_min must be 0 (off) or between 8 and crop_size")
+        if not 0 < self.crop_ramp_end <= 1:
+            raise ValueError("crop_ramp_end must be in (0, 1]")
+        self.crop_scale = tuple(self.crop_scale)  # type: ignore[assignment]
+        self.crop_ratio = tuple(self.crop_ratio)  # type: ignore[assignment]
+        self.blur_sigma = tuple(self.blur_sigma)  # type: ignore[assignment]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, loss and bookkeeping."""
+
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 0.6  # peak learning rate (already scaled for batch_size)
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    optimizer: Optim = "sgd"
+    warmup_epochs: float = 0.5
+    temperature: float = 0.5
+    loss: LossName = "ntxent"
+    seed: int = 0
+    log_every: int = 20  # steps between metric rows
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: end of epoch only)
+    knn_every: int = 1  # epochs between kNN evaluations when labels exist (0: never)
+    knn_k: int = 200
+    knn_bank: int = 10_000  # train images in the kNN memory bank during training
+    health_sample: int = 1024  # held-out images for the health metrics
+    amp: bool = True  # bf16 autocast on CUDA
+    channels_last: bool = True
+    compile: bool = False
+    num_workers: int = 2  # decode workers when streaming (collections too big to cache)
+    cache_max_bytes: int = 2 * 1024**3
+    max_minutes: float = 0.0  # stop cleanly after this much training time (0: no limit)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError("epochs must be >= 1")
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be >= 2 (contrastive learning needs negatives)")
+        if self.lr <= 0:
+            raise ValueError("lr must be > 0")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0")
+        if self.optimizer not in ("sgd", "lars"):
+            raise ValueError(f"optimizer must be 'sgd' or 'lars', got {self.optimizer!r}")
+        if self.loss not in ("ntxent", "supcon"):
+            raise ValueError(f"loss must be 'ntxent' or 'supcon', got {self.loss!r}")
+
+
+@dataclass
+class RunConfig:
+    preset: str = "cpu-small"
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        return cls(
+            preset=str(data.get("preset", "custom")),
+            encoder=EncoderConfig(**data["encoder"]),
+            augment=AugmentConfig(**data["augment"]),
+            train=TrainConfig(**data["train"]),
+        )
+
+
+def preset(name: str) -> RunConfig:
+    """The defaults for a named preset.
+
+    cpu-small: a 6-conv CNN sized so that the whole job (decode, train, evaluate) fits in
+    about 15 minutes on 2 CPU cores. resnet18/resnet50: the GPU recipes (small-image stem).
+    """
+    if name == "cpu-small":
+        return RunConfig(
+            preset=name,
+            encoder=EncoderConfig(arch="small_cnn", width=32, proj_hidden=512, proj_out=128),
+            augment=AugmentConfig(crop_size=32, crop_scale=(0.2, 1.0)),
+            train=TrainConfig(
+                epochs=4, batch_size=256, lr=0.6, temperature=0.5, warmup_epochs=0.25,
+                knn_every=0,
+            ),
+        )
+    if name == "resnet18":
+        return RunConfig(
+            preset=name,
+            encoder=EncoderConfig(arch="resnet18", proj_hidden=2048, proj_out=128),
+            augment=AugmentConfig(crop_size=32, crop_scale=(0.2, 1.0)),
+            train=TrainConfig(
+                epochs=200, batch_size=512, lr=0.06 * 512 / 128, temperature=0.5,
+                warmup_epochs=10, knn_every=10, knn_bank=50_000,
+            ),
+        )
+    if name == "resnet50":
+        return RunConfig(
+            preset=name,
+            encoder=EncoderConfig(arch="resnet50", proj_hidden=2048, proj_out=128),
+            augment=AugmentConfig(crop_size=32, crop_scale=(0.2, 1.0)),
+            train=TrainConfig(
+                epochs=200, batch_size=512, lr=0.06 * 512 / 128, temperature=0.5,
+                warmup_epochs=10, knn_every=10, knn_bank=50_000,
+            ),
+        )
+    raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+
+
+def override(cfg: RunConfig, **values: Any) -> RunConfig:
+    """Return a copy of `cfg` with dotted keys replaced, e.g. override(cfg, **{"train.lr": 0.1}).
+
+    `None` values are ignored so that CLI options left unset keep the preset's default.
+    """
+    data = cfg.to_dict()
+    for key, value in values.items():
+        if value is None:
+            continue
+        section, _, name = key.partition(".")
+        if section not in ("encoder", "augment", "train") or name not in data[section]:
+            raise ValueError(f"unknown config key {key!r}")
+        data[section][name] = value
+    return RunConfig.from_dict(data)

@@ -1,0 +1,308 @@
+"""Image collections: folder trees and tar archives, read in place.
+
+Layout conventions (all optional):
+    ROOT/[train|test|val/]<class>/<image>   -> split and label from the path
+    ROOT/<image>                            -> no label
+
+Every image is decoded to RGB, its shorter side resized to `size` and centre-cropped to a
+`size` x `size` uint8 square. That is the only form the rest of the code sees, for training
+(the cache), evaluation and serving alike, so the three cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tarfile
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+LOG = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
+SPLIT_NAMES = frozenset({"train", "test", "val"})
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+class UnreadableImageError(ValueError):
+    """The bytes are not an image we can decode (corrupt, truncated, unsupported)."""
+
+
+class ImageTooLargeError(UnreadableImageError):
+    """The image header claims more pixels than allowed (decompression-bomb guard)."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    uri: str  # path relative to the collection root (or archive member name)
+    data: bytes
+    label: str | None = None
+    split: str | None = None
+
+
+def _split_and_label(rel_parts: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """(split, label) from a path's directory parts, e.g. ('train', 'cat', 'x.jpg')."""
+    parts = list(rel_parts[:-1])
+    split = None
+    if parts and parts[0].lower() in SPLIT_NAMES:
+        split = parts.pop(0).lower()
+    label = parts[-1] if parts else None
+    return split, label
+
+
+def is_archive(path: Path) -> bool:
+    name = path.name.lower()
+    return path.is_file() and (name.endswith((".tar", ".tar.gz", ".tgz")))
+
+
+def check_source(path: str | os.PathLike[str]) -> Path:
+    """Resolve a collection path, or raise FileNotFoundError/ValueError saying what is wrong."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(
+            f"image collection {str(p)!r} does not exist; pass a folder of images or a "
+            ".tar/.tar.gz archive of one"
+        )
+    if p.is_file() and not is_archive(p):
+        raise ValueError(f"{str(p)!r} is a file but not a .tar/.tar.gz/.tgz archive")
+    return p
+
+
+def iter_records(path: str | os.PathLike[str]) -> Iterator[ImageRecord]:
+    """Yield every image file of a folder tree or tar archive, in a stable order."""
+    root = check_source(path)
+    if root.is_dir():
+        for file in sorted(root.rglob("*")):
+            if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
+                rel = file.relative_to(root)
+                split, label = _split_and_label(rel.parts)
+                try:
+                    data = file.read_bytes()
+                except OSError as exc:
+                    LOG.warning("cannot read %s: %s", file, exc)
+                    continue
+                yield ImageRecord(rel.as_posix(), data, label, split)
+        return
+    # Stream mode ("r|*") reads the archive sequentially: no extraction, no seeking.
+    with tarfile.open(root, mode="r|*") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            rel_parts = tuple(p for p in member.name.split("/") if p not in ("", "."))
+            if not rel_parts or Path(rel_parts[-1]).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            fh = tar.extractfile(member)
+            if fh is None:
+                continue
+            split, label = _split_and_label(rel_parts)
+            yield ImageRecord("/".join(rel_parts), fh.read(), label, split)
+
+
+def count_records(path: str | os.PathLike[str]) -> int:
+    """Number of image files in a collection (reads a tar's headers, not its images' pixels)."""
+    root = check_source(path)
+    if root.is_dir():
+        return sum(1 for f in root.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    with tarfile.open(root, mode="r|*") as tar:
+        return sum(
+            1 for m in tar if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES
+        )
+
+
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open image bytes lazily and check the pixel count from the header, before decoding."""
+    if not data:
+        raise UnreadableImageError("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(str(exc)) from exc
+    except Exception as exc:  # PIL raises many types for garbage input
+        raise UnreadableImageError(f"not a decodable image: {exc}") from exc
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image is {width}x{height} = {width * height} pixels, above the limit of {max_pixels}"
+        )
+    if width < 1 or height < 1:
+        raise UnreadableImageError("image has no pixels")
+    return img
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Decode fully and convert any mode (L, LA, P, RGBA, CMYK, I;16, ...) to RGB.
+
+    EXIF orientation is applied; transparency is composited onto white so that a
+    transparent background does not turn into arbitrary hidden colours.
+    """
+    try:
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(img, dtype=np.float64)
+            hi = max(float(arr.max()), 1.0)
+            img = Image.fromarray((arr * (255.0 / hi)).astype(np.uint8), mode="L")
+        if img.mode == "P" and "transparency" in img.info:
+            img = img.convert("RGBA")
+        if img.mode in ("RGBA", "LA", "PA"):
+            rgba = img.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(background, rgba)
+        return img.convert("RGB")
+    except Exception as exc:
+        raise UnreadableImageError(f"cannot decode image: {exc}") from exc
+
+
+def square_resize(img: Image.Image, size: int) -> np.ndarray:
+    """Resize the shorter side to `size` and centre-crop: (size, size, 3) uint8."""
+    width, height = img.size
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    if (new_w, new_h) != (width, height):
+        img = img.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    img = img.crop((left, top, left + size, top + size))
+    return np.asarray(img, dtype=np.uint8)
+
+
+def decode_square(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Bytes -> (size, size, 3) uint8, or UnreadableImageError."""
+    img = open_image(data, max_pixels)
+    if img.format == "JPEG":
+        img.draft("RGB", (size, size))  # let libjpeg downscale by 1/2..1/8 while decoding
+    return square_resize(to_rgb(img), size)
+
+
+@dataclass
+class ImageCollection:
+    """A decoded collection held in memory as one uint8 tensor (the tensor cache)."""
+
+    images: torch.Tensor  # (N, 3, S, S) uint8
+    labels: torch.Tensor  # (N,) int64, -1 where unknown
+    splits: list[str | None]
+    uris: list[str]
+    classes: list[str] = field(default_factory=list)
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def has_labels(self) -> bool:
+        return bool((self.labels >= 0).any())
+
+    def split_indices(self, split: str) -> torch.Tensor:
+        return torch.tensor([i for i, s in enumerate(self.splits) if s == split], dtype=torch.long)
+
+    def train_test(self, seed: int = 0, test_fraction: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices of the train and held-out parts: the archive's own split when it has one."""
+        train, test = self.split_indices("train"), self.split_indices("test")
+        if len(test) == 0:
+            test = self.split_indices("val")
+        if len(train) > 0 and len(test) > 0:
+            return train, test
+        gen = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(len(self), generator=gen)
+        n_test = max(1, int(len(self) * test_fraction)) if len(self) > 1 else 0
+        return perm[n_test:].sort().values, perm[:n_test].sort().values
+
+
+def _decode_or_none(record: ImageRecord, size: int) -> np.ndarray | None:
+    try:
+        return decode_square(record.data, size)
+    except UnreadableImageError as exc:
+        LOG.warning("skipping unreadable image %s: %s", record.uri, exc)
+        return None
+
+
+def load_collection(
+    path: str | os.PathLike[str], size: int, workers: int = 2, limit: int | None = None
+) -> ImageCollection:
+    """Decode a whole collection once into an `ImageCollection` (unreadable files skipped)."""
+    images: list[np.ndarray] = []
+    label_names: list[str | None] = []
+    splits: list[str | None] = []
+    uris: list[str] = []
+    skipped = 0
+    chunk: list[ImageRecord] = []
+
+    def flush(pool: ThreadPoolExecutor) -> None:
+        nonlocal skipped
+        for record, arr in zip(chunk, pool.map(lambda r: _decode_or_none(r, size), chunk), strict=True):
+            if arr is None:
+                skipped += 1
+                continue
+            images.append(arr)
+            label_names.append(record.label)
+            splits.append(record.split)
+            uris.append(record.uri)
+        chunk.clear()
+
+    # PIL releases the GIL while decoding, so threads give a real speed-up here.
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for record in iter_records(path):
+            chunk.append(record)
+            if len(chunk) >= 512:
+                flush(pool)
+            if limit is not None and len(uris) + len(chunk) >= limit:
+                break
+        flush(pool)
+    if skipped:
+        LOG.warning("skipped %d unreadable image(s) in %s", skipped, path)
+    if not images:
+        raise ValueError(f"no readable images found in {str(path)!r}")
+    classes = sorted({name for name in label_names if name is not None})
+    index = {name: i for i, name in enumerate(classes)}
+    labels = torch.tensor([index[n] if n is not None else -1 for n in label_names], dtype=torch.long)
+    stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+    LOG.info("decoded %d images (%d classes, %d skipped) from %s", len(uris), len(classes), skipped, path)
+    return ImageCollection(stacked, labels, splits, uris, classes, skipped)
+
+
+class StreamingImages(torch.utils.data.IterableDataset[tuple[torch.Tensor, int]]):
+    """Decode on the fly, for collections too large to cache. Workers shard by position.
+
+    Yields (uint8 (3, S, S), label index or -1). The order within an epoch is the source
+    order passed through a seeded shuffle buffer, so it is reproducible for a fixed
+    number of workers.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], size: int, classes: list[str], seed: int = 0,
+        shuffle_buffer: int = 4096,
+    ) -> None:
+        super().__init__()
+        self.path, self.size, self.seed, self.shuffle_buffer = path, size, seed, shuffle_buffer
+        self.class_index = {name: i for i, name in enumerate(classes)}
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+        info = torch.utils.data.get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        rng = np.random.default_rng([self.seed, self.epoch, worker])
+        buffer: list[tuple[torch.Tensor, int]] = []
+        for i, record in enumerate(iter_records(self.path)):
+            if i % n_workers != worker:
+                continue
+            arr = _decode_or_none(record, self.size)
+            if arr is None:
+                continue
+            label = self.class_index.get(record.label, -1) if record.label else -1
+            buffer.append((torch.from_numpy(arr).permute(2, 0, 1).contiguous(), label))
+            if len(buffer) >= self.shuffle_buffer:
+                yield buffer.pop(int(rng.integers(len(buffer))))
+        rng.shuffle(buffer)  # type: ignore[arg-type]
+        yield from buffer

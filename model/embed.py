@@ -1,0 +1,87 @@
+"""Batched, gradient-free embedding with f: images -> L2-normalised h."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model.augment import normalize
+from model.checkpoint import file_sha256, load_encoder_file
+from model.config import EncoderConfig
+from model.data import decode_square
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.inference_mode()
+def embed_tensor(
+    backbone: torch.nn.Module, images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
+    batch_size: int = 512, device: torch.device | None = None,
+) -> torch.Tensor:
+    """uint8 (N, 3, S, S) -> float32 (N, d) unit vectors, on the CPU."""
+    device = device or next(backbone.parameters()).device
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        x = normalize(images[start : start + batch_size].to(device, non_blocking=True), mean, std)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            h = backbone(x)
+        out.append(F.normalize(h.float(), dim=1).cpu())
+    if not out:
+        return torch.empty(0, 0)
+    return torch.cat(out)
+
+
+@dataclass
+class Encoder:
+    """A frozen f ready to embed: what the index build and the service use."""
+
+    backbone: torch.nn.Module
+    config: EncoderConfig
+    feature_dim: int
+    checksum: str  # sha256 of encoder.pt: ties an index to the encoder that built it
+    path: str
+    device: torch.device
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    def embed_uint8(self, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+        """uint8 (N, 3, S, S) -> float32 (N, d) unit vectors."""
+        vecs = embed_tensor(self.backbone, images, self.config.mean, self.config.std, batch_size, self.device)
+        return vecs.numpy().astype(np.float32, copy=False)
+
+    def embed_bytes(self, blobs: list[bytes], max_pixels: int | None = None) -> np.ndarray:
+        """Encoded images -> (N, d). Raises model.data.UnreadableImageError for a bad one."""
+        arrays = [
+            decode_square(b, self.image_size, max_pixels) if max_pixels else decode_square(b, self.image_size)
+            for b in blobs
+        ]
+        return self.embed_uint8(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
+
+
+def load_encoder(path: str | os.PathLike[str], device: str | None = None) -> Encoder:
+    backbone, cfg, payload = load_encoder_file(path)
+    dev = pick_device(device)
+    backbone = backbone.to(dev)
+    return Encoder(backbone, cfg, int(payload["feature_dim"]), file_sha256(path), str(Path(path)), dev)
+
+
+def embed_stream(
+    encoder: Encoder, batches: Iterable[torch.Tensor], batch_size: int = 256
+) -> Iterator[np.ndarray]:
+    """Embed an iterable of uint8 batches lazily, one (n, d) array per batch."""
+    for batch in batches:
+        yield encoder.embed_uint8(batch, batch_size)

@@ -1,0 +1,372 @@
+"""The SimCLR training job: train() runs epochs of train_one_epoch() over a data feed.
+
+Run directory layout:
+    config.json      the resolved RunConfig
+    metrics.jsonl    {"kind": "step", ...} every log_every steps, {"kind": "epoch", ...} per epoch
+    checkpoint.pt    model + optimizer + step + RNG states, written atomically (for --resume)
+    encoder.pt       f's weights and config: all that serving needs (model.checkpoint)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from model.augment import SimCLRAugment
+from model.checkpoint import atomic_torch_save, save_encoder
+from model.config import AugmentConfig, RunConfig
+from model.data import ImageCollection, count_records, load_collection
+from model.embed import embed_tensor, pick_device
+from model.encoder import SimCLRModel
+from model.evaluate import collapse_warning, health, knn_accuracy
+from model.loss import NTXentLoss, SupConLoss
+from model.optim import build_optimizer, lr_at
+
+LOG = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite: training diverged."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    encoder_path: Path
+    step: int
+    total_steps: int
+    seconds: float
+    loss: float
+    knn_top1: float | None
+    health: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.total_steps
+
+
+def crop_size_at(cfg: AugmentConfig, step: int, total_steps: int) -> int:
+    """View side for this step under progressive resizing (multiples of 4 px)."""
+    if not cfg.crop_size_min or cfg.crop_size_min >= cfg.crop_size:
+        return cfg.crop_size
+    progress = min(1.0, step / max(1.0, cfg.crop_ramp_end * total_steps))
+    size = cfg.crop_size_min + progress * (cfg.crop_size - cfg.crop_size_min)
+    return int(min(cfg.crop_size, max(cfg.crop_size_min, 4 * round(size / 4))))
+
+
+class CachedFeed:
+    """Batches of uint8 images from the in-memory tensor cache; a seeded shuffle per epoch."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int) -> None:
+        if images.shape[0] < batch_size:
+            raise ValueError(
+                f"only {images.shape[0]} training images for batch size {batch_size}; "
+                "lower --batch-size or add images"
+            )
+        self.images, self.labels, self.batch_size, self.seed = images, labels, batch_size, seed
+        self.steps_per_epoch = images.shape[0] // batch_size  # drop the last partial batch
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        perm = torch.randperm(self.images.shape[0], generator=gen)
+        for i in range(start, self.steps_per_epoch):
+            idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
+            yield self.images[idx], self.labels[idx]
+
+
+class StreamFeed:
+    """Batches decoded on the fly by DataLoader workers, for collections too big to cache."""
+
+    def __init__(self, path: str, size: int, classes: list[str], n_images: int, batch_size: int,
+                 seed: int, workers: int) -> None:
+        from model.data import StreamingImages
+
+        self.dataset = StreamingImages(path, size, classes, seed)
+        self.loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=batch_size, num_workers=workers, drop_last=True,
+            persistent_workers=False, pin_memory=torch.cuda.is_available(),
+        )
+        self.steps_per_epoch = n_images // batch_size
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.dataset.set_epoch(epoch)
+        for i, (images, labels) in enumerate(self.loader):
+            if i >= self.steps_per_epoch:
+                break
+            if i >= start:  # resuming mid-epoch replays the same order and skips what was done
+                yield images, labels
+
+
+@dataclass
+class EvalSet:
+    """Held-out images for health metrics, and (when labelled) the kNN bank and queries."""
+
+    heldout: torch.Tensor
+    heldout_labels: torch.Tensor
+    bank: torch.Tensor | None = None
+    bank_labels: torch.Tensor | None = None
+
+
+def prepare_data(cfg: RunConfig, data: str) -> tuple[CachedFeed | StreamFeed, EvalSet, dict[str, Any]]:
+    """Decide cache vs stream, decode, split train / held-out."""
+    size, t = cfg.encoder.image_size, cfg.train
+    n = count_records(data)
+    if n == 0:
+        raise ValueError(f"no images (.jpg, .jpeg, .png, .webp) found in {data!r}")
+    decoded_bytes = n * 3 * size * size
+    info: dict[str, Any] = {"images": n, "decoded_bytes": decoded_bytes}
+    gen = torch.Generator().manual_seed(t.seed)
+    if decoded_bytes <= t.cache_max_bytes:
+        coll = load_collection(data, size)
+        train_idx, test_idx = _split(coll, t.health_sample, t.seed)
+        feed: CachedFeed | StreamFeed = CachedFeed(coll.images[train_idx], coll.labels[train_idx], t.batch_size, t.seed)
+        info.update(mode="cache", skipped=coll.skipped, classes=coll.classes, train=len(train_idx), heldout=len(test_idx))
+    else:
+        # Streaming: the held-out sample is the first images of the collection's test split
+        # (or of the collection); kNN during training needs the cache, `eval` still works.
+        coll = load_collection(data, size, limit=max(t.health_sample, 1))
+        test_idx = torch.arange(len(coll))
+        classes = coll.classes
+        feed = StreamFeed(data, size, classes, n, t.batch_size, t.seed, t.num_workers)
+        info.update(mode="stream", classes=classes, train=n, heldout=len(test_idx))
+        train_idx = torch.empty(0, dtype=torch.long)
+    health_idx = test_idx[torch.randperm(len(test_idx), generator=gen)[: t.health_sample]]
+    evalset = EvalSet(coll.images[health_idx], coll.labels[health_idx])
+    labelled_test = test_idx[coll.labels[test_idx] >= 0]
+    if t.knn_every > 0 and len(train_idx) > 0 and len(labelled_test) > 0:
+        labelled_train = train_idx[coll.labels[train_idx] >= 0]
+        bank_idx = labelled_train[torch.randperm(len(labelled_train), generator=gen)[: t.knn_bank]]
+        evalset.bank, evalset.bank_labels = coll.images[bank_idx], coll.labels[bank_idx]
+        evalset.heldout, evalset.heldout_labels = coll.images[labelled_test], coll.labels[labelled_test]
+    return feed, evalset, info
+
+
+def _split(coll: ImageCollection, health_sample: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The archive's train/test split if it has one; else hold out a small random sample."""
+    train, test = coll.split_indices("train"), coll.split_indices("test")
+    if len(train) and len(test):
+        return train, test
+    fraction = min(0.1, health_sample / max(1, len(coll)))
+    return coll.train_test(seed, test_fraction=fraction)
+
+
+@dataclass
+class TrainState:
+    model: SimCLRModel
+    optimizer: torch.optim.Optimizer
+    aug_gen: torch.Generator
+    step: int = 0
+    seconds: float = 0.0  # training wall time so far, across resumes
+
+
+def save_checkpoint(path: Path, cfg: RunConfig, state: TrainState) -> None:
+    payload = {
+        "config": cfg.to_dict(),
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "step": state.step,
+        "seconds": state.seconds,
+        "aug_rng": state.aug_gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        payload["cuda_rng"] = torch.cuda.get_rng_state_all()
+    atomic_torch_save(payload, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    return payload
+
+
+class MetricsLog:
+    """Append-only JSONL; on resume, rows past the checkpoint's step are dropped first."""
+
+    def __init__(self, path: Path, keep_until_step: int | None) -> None:
+        self.path = path
+        if keep_until_step is not None and path.exists():
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            kept = [r for r in rows if r.get("step", 0) <= keep_until_step]
+            path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        elif keep_until_step is None:
+            path.write_text("")
+
+    def write(self, row: dict[str, Any]) -> None:
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+@torch.no_grad()
+def evaluate_epoch(model: SimCLRModel, cfg: RunConfig, evalset: EvalSet, device: torch.device,
+                   epoch: int) -> dict[str, Any]:
+    """Health on the held-out sample and, every knn_every epochs, kNN top-1."""
+    model.eval()
+    mean, std = cfg.encoder.mean, cfg.encoder.std
+    sample = evalset.heldout[: cfg.train.health_sample]
+    h = embed_tensor(model.backbone, sample, mean, std, device=device)
+    # Fixed-seed views so that alignment is comparable from epoch to epoch.
+    aug = SimCLRAugment(cfg.augment, mean, std)
+    gen = torch.Generator(device=device).manual_seed(12345)
+    v1, v2 = aug(sample.to(device), gen, size=cfg.encoder.image_size)
+    h1 = torch.nn.functional.normalize(model.backbone(v1).float(), dim=1).cpu()
+    h2 = torch.nn.functional.normalize(model.backbone(v2).float(), dim=1).cpu()
+    row: dict[str, Any] = health(h, h1, h2)
+    t = cfg.train
+    if evalset.bank is not None and evalset.bank_labels is not None and t.knn_every and (epoch + 1) % t.knn_every == 0:
+        bank = embed_tensor(model.backbone, evalset.bank, mean, std, device=device)
+        queries = embed_tensor(model.backbone, evalset.heldout, mean, std, device=device)
+        row["knn_top1"] = knn_accuracy(bank, evalset.bank_labels, queries, evalset.heldout_labels, k=t.knn_k)
+    model.train()
+    return row
+
+
+def train_one_epoch(
+    state: TrainState, cfg: RunConfig, feed: CachedFeed | StreamFeed, epoch: int, total_steps: int,
+    device: torch.device, log: MetricsLog, ckpt_path: Path, bar: tqdm[Any] | None,
+    stop_at_step: int | None, deadline: float | None,
+) -> tuple[float, bool]:
+    """One pass over the feed (or what is left of it). Returns (last loss, stopped early)."""
+    t = cfg.train
+    model, opt = state.model, state.optimizer
+    augment = SimCLRAugment(cfg.augment, cfg.encoder.mean, cfg.encoder.std)
+    ntxent, supcon = NTXentLoss(t.temperature), SupConLoss(t.temperature)
+    warmup = int(t.warmup_epochs * feed.steps_per_epoch)
+    use_amp = t.amp and device.type in ("cuda", "cpu")
+    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+    start = state.step - epoch * feed.steps_per_epoch
+    window_start, window_images, loss_value = time.perf_counter(), 0, math.nan
+    for images, labels in feed.epoch(epoch, start):
+        tick = time.perf_counter()
+        lr = lr_at(state.step, total_steps, warmup, t.lr)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        view_size = crop_size_at(cfg.augment, state.step, total_steps)
+        images = images.to(device, non_blocking=True)
+        v1, v2 = augment(images, state.aug_gen, view_size)
+        x = torch.cat([v1, v2]).contiguous(memory_format=fmt)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            _, z = model(x)
+        z1, z2 = z.float().chunk(2)
+        loss = supcon(z1, z2, labels.to(device)) if t.loss == "supcon" else ntxent(z1, z2)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss became {loss.item()} at step {state.step} (lr {lr:.4g}); training diverged. "
+                "Start a new run with a lower --lr or a higher --temperature"
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        state.step += 1
+        state.seconds += time.perf_counter() - tick
+        window_images += images.shape[0]
+        loss_value = float(loss.detach())
+        if state.step % t.log_every == 0 or state.step == total_steps:
+            elapsed = time.perf_counter() - window_start
+            ips = window_images / max(elapsed, 1e-9)
+            log.write({"kind": "step", "step": state.step, "epoch": epoch + state_fraction(state, feed, epoch),
+                       "loss": loss_value, "lr": lr, "images_per_s": ips, "view_size": view_size,
+                       "seconds": state.seconds})
+            window_start, window_images = time.perf_counter(), 0
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.3g}", img_s=f"{ips:.0f}",
+                                px=view_size)
+        if bar is not None:
+            bar.update(1)
+        if t.checkpoint_every and state.step % t.checkpoint_every == 0:
+            save_checkpoint(ckpt_path, cfg, state)
+        if (stop_at_step is not None and state.step >= stop_at_step) or (
+            deadline is not None and state.seconds >= deadline
+        ):
+            return loss_value, True
+    return loss_value, False
+
+
+def state_fraction(state: TrainState, feed: CachedFeed | StreamFeed, epoch: int) -> float:
+    return (state.step - epoch * feed.steps_per_epoch) / feed.steps_per_epoch
+
+
+def train(
+    cfg: RunConfig, data: str, out: str | Path, *, resume: bool = False, device: str | None = None,
+    progress: bool = True, stop_at_step: int | None = None,
+) -> TrainResult:
+    """Train (or resume) a SimCLR run in `out`. See the module docstring for what it writes."""
+    run_dir = Path(out)
+    ckpt_path, encoder_path = run_dir / "checkpoint.pt", run_dir / "encoder.pt"
+    saved: dict[str, Any] | None = None
+    if resume:
+        if not ckpt_path.exists():
+            raise FileNotFoundError(f"no checkpoint.pt in {str(run_dir)!r} to resume; drop --resume to start a new run")
+        saved = load_checkpoint(ckpt_path)
+        cfg = RunConfig.from_dict(saved["config"])
+    elif ckpt_path.exists() or encoder_path.exists():
+        raise FileExistsError(
+            f"{str(run_dir)!r} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    dev = pick_device(device)
+    torch.manual_seed(cfg.train.seed)
+
+    feed, evalset, info = prepare_data(cfg, data)
+    LOG.info("data: %s", info)
+    model = SimCLRModel(cfg.encoder).to(dev)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    state = TrainState(model, build_optimizer(model, cfg.train),
+                       torch.Generator(device=dev).manual_seed(cfg.train.seed))
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        state.optimizer.load_state_dict(saved["optimizer"])
+        state.aug_gen.set_state(saved["aug_rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        if "cuda_rng" in saved and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        state.step, state.seconds = int(saved["step"]), float(saved["seconds"])
+        LOG.info("resumed %s at step %d", run_dir, state.step)
+    if cfg.train.compile:
+        model.compile()
+    log = MetricsLog(run_dir / "metrics.jsonl", state.step if saved is not None else None)
+    total_steps = cfg.train.epochs * feed.steps_per_epoch
+    deadline = cfg.train.max_minutes * 60 if cfg.train.max_minutes > 0 else None
+    bar = tqdm(total=total_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True,
+               disable=not progress)
+    loss, last_eval = math.nan, {}
+    model.train()
+    try:
+        for epoch in range(state.step // feed.steps_per_epoch, cfg.train.epochs):
+            loss, stopped = train_one_epoch(state, cfg, feed, epoch, total_steps, dev, log, ckpt_path, bar,
+                                            stop_at_step, deadline)
+            if stopped and state.step % feed.steps_per_epoch != 0:
+                break
+            last_eval = evaluate_epoch(model, cfg, evalset, dev, epoch)
+            log.write({"kind": "epoch", "step": state.step, "epoch": epoch + 1, "loss": loss,
+                       "seconds": state.seconds, **last_eval})
+            warning = collapse_warning(last_eval)
+            if warning:
+                LOG.warning("epoch %d: %s", epoch + 1, warning)
+                bar.write(f"WARNING: {warning}")
+            save_checkpoint(ckpt_path, cfg, state)
+            if stopped:
+                break
+    finally:
+        bar.close()
+    save_checkpoint(ckpt_path, cfg, state)
+    if state.step < total_steps and deadline is not None and state.seconds >= deadline:
+        LOG.warning("stopped at the %.1f-minute budget at step %d of %d", cfg.train.max_minutes, state.step, total_steps)
+    save_encoder(
+        encoder_path, model.backbone, cfg.encoder, model.feature_dim,
+        trained={"data": str(data), "step": state.step, "total_steps": total_steps, "seconds": state.seconds,
+                 "preset": cfg.preset, "saved_at": datetime.now(UTC).isoformat(timespec="seconds")},
+    )
+    return TrainResult(run_dir, encoder_path, state.step, total_steps, state.seconds, loss,
+                       last_eval.get("knn_top1"), last_eval)

@@ -1,0 +1,132 @@
+"""Folder and tar sources, labels and splits, odd image modes, unreadable files."""
+
+from __future__ import annotations
+
+import io
+import struct
+import tarfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model.data import (
+    ImageTooLargeError,
+    UnreadableImageError,
+    count_records,
+    decode_square,
+    iter_records,
+    load_collection,
+)
+from tests.conftest import CLASSES, encode, make_collection
+
+
+def test_folder_and_tar_give_the_same_records(image_folder: Path, image_tar: Path) -> None:
+    folder = {(r.uri, r.label, r.split, r.data) for r in iter_records(image_folder)}
+    archive = {(r.uri, r.label, r.split, r.data) for r in iter_records(image_tar)}
+    assert folder == archive
+    assert len(folder) == count_records(image_folder) == count_records(image_tar) == 3 * 18
+    assert {label for _, label, _, _ in folder} == set(CLASSES)
+    assert {split for _, _, split, _ in folder} == {"train", "test"}
+
+
+def test_collection_cache_labels_and_split(image_tar: Path) -> None:
+    coll = load_collection(image_tar, 24)
+    assert coll.images.shape == (54, 3, 24, 24) and str(coll.images.dtype) == "torch.uint8"
+    assert coll.classes == sorted(CLASSES)
+    train, test = coll.train_test()
+    assert len(train) == 36 and len(test) == 18
+    assert all(coll.splits[i] == "test" for i in test.tolist())
+
+
+def test_unlabelled_flat_folder_gets_a_random_holdout(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        (tmp_path / f"{i}.png").write_bytes(encode(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)))
+    coll = load_collection(tmp_path, 16)
+    assert not coll.has_labels and len(coll) == 10
+    train, test = coll.train_test(test_fraction=0.2)
+    assert len(test) == 2 and set(train.tolist()).isdisjoint(test.tolist())
+
+
+def test_unreadable_files_are_skipped_and_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    make_collection(tmp_path, per_class_train=2, per_class_test=0)
+    (tmp_path / "train" / "checker" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (tmp_path / "train" / "checker" / "empty.png").write_bytes(b"")
+    full = encode(np.zeros((32, 32, 3), dtype=np.uint8), "PNG")
+    (tmp_path / "train" / "checker" / "truncated.png").write_bytes(full[: len(full) // 2])
+    coll = load_collection(tmp_path, 16)
+    assert len(coll) == 6 and coll.skipped == 3
+    assert "skipped 3 unreadable" in caplog.text
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "LA", "I;16"])
+def test_any_mode_decodes_to_rgb(mode: str) -> None:
+    arr = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    fmt = "JPEG" if mode == "CMYK" else "PNG"
+    img = Image.fromarray(arr).convert("L" if mode == "I;16" else mode)
+    if mode == "I;16":
+        img = Image.fromarray(np.asarray(img).astype(np.uint16) * 256)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    out = decode_square(buf.getvalue(), 16)
+    assert out.shape == (16, 16, 3) and out.dtype == np.uint8
+
+
+def test_transparent_pixels_become_white() -> None:
+    rgba = np.zeros((8, 8, 4), dtype=np.uint8)  # black but fully transparent
+    out = decode_square(_png_rgba(rgba), 8)
+    assert (out == 255).all()
+
+
+def _png_rgba(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode="RGBA").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_exif_rotation_is_applied() -> None:
+    arr = np.zeros((20, 40, 3), dtype=np.uint8)
+    arr[:, :20] = 255  # left half white
+    img = Image.fromarray(arr)
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif.tobytes(), quality=95)
+    out = decode_square(buf.getvalue(), 20)  # displayed as 20 wide x 40 tall: top half white
+    assert out[:5].mean() > 200 and out[-5:].mean() < 50
+
+
+def test_header_pixel_limit_is_checked_before_decoding() -> None:
+    # A valid PNG header claiming 50,000 x 50,000 pixels with almost no data behind it.
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 50_000, 50_000, 8, 2, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b"")
+    with pytest.raises(ImageTooLargeError):
+        decode_square(png, 32, max_pixels=10_000_000)
+    with pytest.raises(UnreadableImageError):
+        decode_square(b"<html>hello</html>", 32)
+
+
+def test_missing_path_and_non_archive_file_give_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        list(iter_records(tmp_path / "nope"))
+    f = tmp_path / "notes.txt"
+    f.write_text("hi")
+    with pytest.raises(ValueError, match="not a .tar"):
+        list(iter_records(f))
+
+
+def test_tar_with_odd_members(tmp_path: Path) -> None:
+    path = tmp_path / "odd.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, data in (("./a/x.png", encode(np.zeros((9, 9, 3), np.uint8))), ("readme.txt", b"hi")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    records = list(iter_records(path))
+    assert [(r.uri, r.label, r.split) for r in records] == [("a/x.png", "a", None)]
