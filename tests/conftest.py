@@ -82,3 +82,27 @@ def tiny_config(**train: object) -> RunConfig:
 @pytest.fixture(autouse=True)
 def _few_threads() -> None:
     torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained small CNN saved as encoder.pt (enough to exercise embedding and serving)."""
+    from model.checkpoint import save_encoder
+    from model.encoder import build_backbone
+
+    cfg = EncoderConfig(arch="small_cnn", width=4, image_size=32)
+    torch.manual_seed(0)
+    backbone, dim = build_backbone(cfg)
+    path = tmp_path_factory.mktemp("encoder") / "encoder.pt"
+    save_encoder(path, backbone.eval(), cfg, dim)
+    return path
+
+
+def clustered_vectors(n: int, dim: int, clusters: int, seed: int = 0, spread: float = 0.35) -> np.ndarray:
+    """Unit vectors drawn around random centres: structured like real embeddings, not noise."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim))
+    assign = rng.integers(0, clusters, n)
+    x = centres[assign] + spread * rng.normal(size=(n, dim))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32)
