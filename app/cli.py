@@ -13,7 +13,9 @@ import typer
 
 app = typer.Typer(
     help="latent-search: learn an image embedding from your own images and search by similarity.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
 )
 
 DATA_ENV = "LATENT_SEARCH_DATA"
@@ -92,16 +94,30 @@ def train(
         if crop_scale_min is not None:
             cfg.augment.crop_scale = (crop_scale_min, cfg.augment.crop_scale[1])
         cfg = override(
-            cfg, **{
-                "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr,
-                "train.temperature": temperature, "train.optimizer": optimizer, "train.loss": loss,
-                "train.weight_decay": weight_decay, "train.warmup_epochs": warmup_epochs,
-                "train.knn_every": knn_every, "train.log_every": log_every,
-                "train.checkpoint_every": checkpoint_every, "train.max_minutes": max_minutes,
-                "train.amp": amp, "train.compile": compile, "train.seed": seed,
-                "encoder.arch": arch, "encoder.width": width, "encoder.image_size": image_size,
-                "augment.crop_size": image_size, "augment.crop_size_min": crop_size_min,
-                "augment.jitter_strength": jitter_strength, "augment.blur_p": blur_p,
+            cfg,
+            **{
+                "train.epochs": epochs,
+                "train.batch_size": batch_size,
+                "train.lr": lr,
+                "train.temperature": temperature,
+                "train.optimizer": optimizer,
+                "train.loss": loss,
+                "train.weight_decay": weight_decay,
+                "train.warmup_epochs": warmup_epochs,
+                "train.knn_every": knn_every,
+                "train.log_every": log_every,
+                "train.checkpoint_every": checkpoint_every,
+                "train.max_minutes": max_minutes,
+                "train.amp": amp,
+                "train.compile": compile,
+                "train.seed": seed,
+                "encoder.arch": arch,
+                "encoder.width": width,
+                "encoder.image_size": image_size,
+                "augment.crop_size": image_size,
+                "augment.crop_size_min": crop_size_min,
+                "augment.jitter_strength": jitter_strength,
+                "augment.blur_p": blur_p,
             },
         )
         result = run_train(cfg, _data_path(data), out, resume=resume, device=device, stop_at_step=stop_after_steps)
@@ -121,7 +137,9 @@ def train(
 def evaluate(
     encoder: Annotated[Path, typer.Option(help="encoder.pt from a training run.")],
     data: DataOpt = None,
-    out: Annotated[Path | None, typer.Option(help="Folder for eval.json and plots (default: beside the encoder).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for eval.json and plots (default: beside the encoder).")
+    ] = None,
     k: Annotated[int, typer.Option(help="Neighbours for kNN.")] = 200,
     map_method: Annotated[str, typer.Option(help="tsne | pca")] = "tsne",
     device: Annotated[str | None, typer.Option()] = None,
@@ -133,13 +151,21 @@ def evaluate(
     from model.evaluate import evaluate_encoder
 
     try:
-        result: dict[str, Any] = evaluate_encoder(encoder, _data_path(data), out, k=k, map_method=map_method,
-                                                  device=device)
+        result: dict[str, Any] = evaluate_encoder(
+            encoder, _data_path(data), out, k=k, map_method=map_method, device=device
+        )
     except (FileNotFoundError, ValueError) as exc:
         _fail(exc)
         return
-    typer.echo(json.dumps({key: result[key] for key in ("knn_top1", "knn1_top1", "linear_probe_top1",
-                                                        "train_images", "test_images", "seconds")}, indent=2))
+    typer.echo(
+        json.dumps(
+            {
+                key: result[key]
+                for key in ("knn_top1", "knn1_top1", "linear_probe_top1", "train_images", "test_images", "seconds")
+            },
+            indent=2,
+        )
+    )
     typer.echo(f"wrote {Path(result['plots'][0]).parent / 'eval.json'} and {', '.join(result['plots'])}")
 
 
@@ -171,8 +197,15 @@ def index_build(
         _fail(ValueError("--target-recall must be in (0, 1]"))
     try:
         enc = load_encoder(encoder, device)
-        report = build_index(enc, _data_path(data), out, factory=factory, memory_budget=memory_budget_mb * 2**20,
-                             target_recall=target_recall, batch_size=batch_size)
+        report = build_index(
+            enc,
+            _data_path(data),
+            out,
+            factory=factory,
+            memory_budget=memory_budget_mb * 2**20,
+            target_recall=target_recall,
+            batch_size=batch_size,
+        )
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         _fail(exc)
         return

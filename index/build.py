@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from index.catalog import Catalog, NewImage
-from index.choose import exact_neighbours, plan_index, recall_at_k, tune
+from index.choose import exact_neighbours, plan_index, tune
 from index.store import CATALOG_FILE, INDEX_FILE, MANIFEST_FILE, publish, staging_dir
 from model.data import ImageRecord, UnreadableImageError, count_records, decode_square, iter_records, open_image
 from model.embed import Encoder
@@ -85,7 +85,11 @@ class BuildReport:
 
 
 def embed_collection(
-    encoder: Encoder, data: str | Path, batch_size: int = 256, workers: int = 2, progress: bool = True,
+    encoder: Encoder,
+    data: str | Path,
+    batch_size: int = 256,
+    workers: int = 2,
+    progress: bool = True,
 ) -> tuple[np.ndarray, list[NewImage], dict[str, int]]:
     """Every readable, distinct image of a collection -> (vectors (N, d), catalog rows, stats)."""
     total = count_records(data)
@@ -132,7 +136,11 @@ def build_faiss(vectors: np.ndarray, ids: np.ndarray, factory: str, seed: int = 
 
 
 def tune_index(
-    index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, target: float, n_queries: int = TUNE_QUERIES,
+    index: faiss.Index,
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    target: float,
+    n_queries: int = TUNE_QUERIES,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Pick the search parameter for `target` recall@10 on a sample of held-out queries.
@@ -180,8 +188,14 @@ class _DropOwn:
 
 
 def build_index(
-    encoder: Encoder, data: str | Path, out: str | Path, *, factory: str | None = None,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET, target_recall: float = 0.95, batch_size: int = 256,
+    encoder: Encoder,
+    data: str | Path,
+    out: str | Path,
+    *,
+    factory: str | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    target_recall: float = 0.95,
+    batch_size: int = 256,
     progress: bool = True,
 ) -> BuildReport:
     """Embed `data` with `encoder` and publish a new version under `out`."""
@@ -192,17 +206,38 @@ def build_index(
     try:
         with Catalog(staged / CATALOG_FILE) as catalog:
             ids = np.array([i for i, _ in catalog.add(rows)], dtype=np.int64)
-        return _finish(encoder, data, out, staged, vectors, ids, stats, factory, memory_budget, target_recall,
-                       embed_seconds, started)
+        return _finish(
+            encoder,
+            data,
+            out,
+            staged,
+            vectors,
+            ids,
+            stats,
+            factory,
+            memory_budget,
+            target_recall,
+            embed_seconds,
+            started,
+        )
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
 
 
 def _finish(
-    encoder: Encoder, data: str | Path, out: str | Path, staged: Path, vectors: np.ndarray, ids: np.ndarray,
-    stats: dict[str, int], factory: str | None, memory_budget: int, target_recall: float,
-    embed_seconds: float, started: float,
+    encoder: Encoder,
+    data: str | Path,
+    out: str | Path,
+    staged: Path,
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    stats: dict[str, int],
+    factory: str | None,
+    memory_budget: int,
+    target_recall: float,
+    embed_seconds: float,
+    started: float,
 ) -> BuildReport:
     plan = plan_index(len(vectors), vectors.shape[1], memory_budget, factory)
     LOG.info("index type %s (%s)", plan.factory, plan.reason)
@@ -227,8 +262,11 @@ def _finish(
         "images_seen": stats["seen"],
         "skipped_unreadable": stats["skipped"],
         "duplicates": stats["duplicates"],
-        "seconds": {"embed": round(embed_seconds, 2), "index": round(build_seconds, 2),
-                    "total": round(time.perf_counter() - started, 2)},
+        "seconds": {
+            "embed": round(embed_seconds, 2),
+            "index": round(build_seconds, 2),
+            "total": round(time.perf_counter() - started, 2),
+        },
     }
     (staged / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=list) + "\n")
     version = publish(out, staged)

@@ -64,9 +64,15 @@ def plan_index(n: int, dim: int, memory_budget_bytes: int, factory: str | None =
     )
 
 
+def unwrap(index: faiss.Index) -> faiss.Index:
+    """The index inside an id map (or the index itself), downcast to its concrete type."""
+    inner = getattr(index, "index", None)
+    return faiss.downcast_index(inner if inner is not None else index)
+
+
 def set_search_param(index: faiss.Index, value: int) -> str | None:
     """Set nprobe (IVF) or efSearch (HNSW) on `index` (through an IDMap); returns its name."""
-    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    inner = unwrap(index)
     try:
         ivf = faiss.extract_index_ivf(inner)
     except RuntimeError:
@@ -86,7 +92,7 @@ def set_search_param(index: faiss.Index, value: int) -> str | None:
 
 
 def search_param_name(index: faiss.Index) -> str | None:
-    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    inner = unwrap(index)
     try:
         faiss.extract_index_ivf(inner)
         return "nprobe"
@@ -110,17 +116,18 @@ def exact_neighbours(base: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: 
     return np.asarray(found)
 
 
-def tune(index: faiss.Index, queries: np.ndarray, truth: np.ndarray, target: float,
-         k: int = 10) -> tuple[str | None, int | None, float]:
+def tune(
+    index: faiss.Index, queries: np.ndarray, truth: np.ndarray, target: float, k: int = 10
+) -> tuple[str | None, int | None, float]:
     """Smallest search parameter reaching `target` recall@k: (name, value, recall)."""
     name = search_param_name(index)
     if name is None:
         _, found = index.search(queries, k)
         return None, None, recall_at_k(found, truth, k)
-    grid = NPROBE_GRID if name == "nprobe" else EF_GRID
+    grid: tuple[int, ...] = NPROBE_GRID if name == "nprobe" else EF_GRID
     if name == "nprobe":
-        nlist = faiss.extract_index_ivf(faiss.downcast_index(index.index)).nlist
-        grid = tuple(v for v in grid if v < nlist) + (nlist,)
+        nlist = faiss.extract_index_ivf(unwrap(index)).nlist
+        grid = (*(v for v in grid if v < nlist), nlist)
     best: tuple[int, float] = (grid[-1], 0.0)
     for value in grid:
         set_search_param(index, value if name == "nprobe" else max(value, k))

@@ -7,6 +7,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from index.choose import unwrap
 from index.store import load
 
 
@@ -16,10 +17,9 @@ def export_embeddings(root: str | Path, out: str | Path, fmt: str = "npy") -> in
         raise ValueError(f"unknown export format {fmt!r}; use npy or parquet")
     opened = load(root)
     try:
-        inner = faiss.downcast_index(opened.index.index)
         try:
-            ivf = faiss.extract_index_ivf(inner)
-            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # IVF needs a map to reconstruct
+            ivf = faiss.extract_index_ivf(unwrap(opened.index))
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]  # IVF needs a map
         except RuntimeError:
             pass
         rows = list(opened.catalog.rows())
@@ -35,9 +35,13 @@ def export_embeddings(root: str | Path, out: str | Path, fmt: str = "npy") -> in
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.table({
-            "id": ids, "uri": [r.uri for r in rows], "label": [r.label for r in rows],
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1]),
-        })
+        table = pa.table(
+            {
+                "id": ids,
+                "uri": [r.uri for r in rows],
+                "label": [r.label for r in rows],
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1]),
+            }
+        )
         pq.write_table(table, out)
     return len(ids)

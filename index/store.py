@@ -223,7 +223,7 @@ class ImageIndex:
     def remove(self, ids: list[int]) -> int:
         """Remove ids from the index and the catalog; returns how many the catalog held."""
         with self.lock.write():
-            self.index.remove_ids(np.asarray(ids, dtype=np.int64))
+            self.index.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]
             return self.catalog.remove(ids)
 
     def rows(self, ids: list[int]) -> dict[int, CatalogRow]:
@@ -246,8 +246,12 @@ class ImageIndex:
         """Publish the current state as a new version of `root`; returns its name."""
         staged = staging_dir(root)
         name = staged.name.removeprefix(TMP_PREFIX)
-        self.manifest = {**self.manifest, "version": name, "count": self.count,
-                         "committed_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        self.manifest = {
+            **self.manifest,
+            "version": name,
+            "count": self.count,
+            "committed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         self.save(staged)
         publish(root, staged)
         self.path = Path(root) / "versions" / name

@@ -44,7 +44,8 @@ def _hue_rotation(theta: torch.Tensor) -> torch.Tensor:
     """
     rgb2yiq = torch.tensor(
         [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-        device=theta.device, dtype=theta.dtype,
+        device=theta.device,
+        dtype=theta.dtype,
     )
     yiq2rgb = torch.linalg.inv(rgb2yiq)
     cos, sin = torch.cos(theta), torch.sin(theta)
@@ -52,7 +53,8 @@ def _hue_rotation(theta: torch.Tensor) -> torch.Tensor:
     rot[:, 0, 0] = 1
     rot[:, 1, 1], rot[:, 1, 2] = cos, -sin
     rot[:, 2, 1], rot[:, 2, 2] = sin, cos
-    return yiq2rgb @ rot @ rgb2yiq
+    out: torch.Tensor = yiq2rgb @ rot @ rgb2yiq
+    return out
 
 
 class SimCLRAugment:

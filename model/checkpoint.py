@@ -50,8 +50,11 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def save_encoder(
-    path: str | os.PathLike[str], backbone: torch.nn.Module, cfg: EncoderConfig,
-    feature_dim: int, trained: dict[str, Any] | None = None,
+    path: str | os.PathLike[str],
+    backbone: torch.nn.Module,
+    cfg: EncoderConfig,
+    feature_dim: int,
+    trained: dict[str, Any] | None = None,
 ) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
     atomic_torch_save(
@@ -71,8 +74,7 @@ def load_encoder_file(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, En
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(
-            f"encoder file {str(p)!r} not found; train one with `latent-search train` "
-            "(it writes runs/NAME/encoder.pt)"
+            f"encoder file {str(p)!r} not found; train one with `latent-search train` (it writes runs/NAME/encoder.pt)"
         )
     try:
         payload = torch.load(p, map_location="cpu", weights_only=True)

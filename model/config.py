@@ -157,7 +157,11 @@ def preset(name: str) -> RunConfig:
             encoder=EncoderConfig(arch="small_cnn", width=32, proj_hidden=512, proj_out=128),
             augment=AugmentConfig(crop_size=32, crop_scale=(0.2, 1.0)),
             train=TrainConfig(
-                epochs=4, batch_size=256, lr=0.6, temperature=0.5, warmup_epochs=0.25,
+                epochs=4,
+                batch_size=256,
+                lr=0.6,
+                temperature=0.5,
+                warmup_epochs=0.25,
                 knn_every=0,
             ),
         )
@@ -167,8 +171,13 @@ def preset(name: str) -> RunConfig:
             encoder=EncoderConfig(arch="resnet18", proj_hidden=2048, proj_out=128),
             augment=AugmentConfig(crop_size=32, crop_scale=(0.2, 1.0)),
             train=TrainConfig(
-                epochs=200, batch_size=512, lr=0.06 * 512 / 128, temperature=0.5,
-                warmup_epochs=10, knn_every=10, knn_bank=50_000,
+                epochs=200,
+                batch_size=512,
+                lr=0.06 * 512 / 128,
+                temperature=0.5,
+                warmup_epochs=10,
+                knn_every=10,
+                knn_bank=50_000,
             ),
         )
     if name == "resnet50":
@@ -177,8 +186,13 @@ def preset(name: str) -> RunConfig:
             encoder=EncoderConfig(arch="resnet50", proj_hidden=2048, proj_out=128),
             augment=AugmentConfig(crop_size=32, crop_scale=(0.2, 1.0)),
             train=TrainConfig(
-                epochs=200, batch_size=512, lr=0.06 * 512 / 128, temperature=0.5,
-                warmup_epochs=10, knn_every=10, knn_bank=50_000,
+                epochs=200,
+                batch_size=512,
+                lr=0.06 * 512 / 128,
+                temperature=0.5,
+                warmup_epochs=10,
+                knn_every=10,
+                knn_bank=50_000,
             ),
         )
     raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")

@@ -68,8 +68,7 @@ def check_source(path: str | os.PathLike[str]) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
         raise FileNotFoundError(
-            f"image collection {str(p)!r} does not exist; pass a folder of images or a "
-            ".tar/.tar.gz archive of one"
+            f"image collection {str(p)!r} does not exist; pass a folder of images or a .tar/.tar.gz archive of one"
         )
     if p.is_file() and not is_archive(p):
         raise ValueError(f"{str(p)!r} is a file but not a .tar/.tar.gz/.tgz archive")
@@ -112,9 +111,7 @@ def count_records(path: str | os.PathLike[str]) -> int:
     if root.is_dir():
         return sum(1 for f in root.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
     with tarfile.open(root, mode="r|*") as tar:
-        return sum(
-            1 for m in tar if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES
-        )
+        return sum(1 for m in tar if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES)
 
 
 def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -278,7 +275,11 @@ class StreamingImages(torch.utils.data.IterableDataset[tuple[torch.Tensor, int]]
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], size: int, classes: list[str], seed: int = 0,
+        self,
+        path: str | os.PathLike[str],
+        size: int,
+        classes: list[str],
+        seed: int = 0,
         shuffle_buffer: int = 4096,
     ) -> None:
         super().__init__()
@@ -304,5 +305,5 @@ class StreamingImages(torch.utils.data.IterableDataset[tuple[torch.Tensor, int]]
             buffer.append((torch.from_numpy(arr).permute(2, 0, 1).contiguous(), label))
             if len(buffer) >= self.shuffle_buffer:
                 yield buffer.pop(int(rng.integers(len(buffer))))
-        rng.shuffle(buffer)  # type: ignore[arg-type]
+        rng.shuffle(buffer)
         yield from buffer

@@ -25,8 +25,12 @@ def pick_device(requested: str | None = None) -> torch.device:
 
 @torch.inference_mode()
 def embed_tensor(
-    backbone: torch.nn.Module, images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
-    batch_size: int = 512, device: torch.device | None = None,
+    backbone: torch.nn.Module,
+    images: torch.Tensor,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch_size: int = 512,
+    device: torch.device | None = None,
 ) -> torch.Tensor:
     """uint8 (N, 3, S, S) -> float32 (N, d) unit vectors, on the CPU."""
     device = device or next(backbone.parameters()).device
@@ -79,9 +83,7 @@ def load_encoder(path: str | os.PathLike[str], device: str | None = None) -> Enc
     return Encoder(backbone, cfg, int(payload["feature_dim"]), file_sha256(path), str(Path(path)), dev)
 
 
-def embed_stream(
-    encoder: Encoder, batches: Iterable[torch.Tensor], batch_size: int = 256
-) -> Iterator[np.ndarray]:
+def embed_stream(encoder: Encoder, batches: Iterable[torch.Tensor], batch_size: int = 256) -> Iterator[np.ndarray]:
     """Embed an iterable of uint8 batches lazily, one (n, d) array per batch."""
     for batch in batches:
         yield encoder.embed_uint8(batch, batch_size)

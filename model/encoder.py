@@ -14,9 +14,7 @@ from model.config import EncoderConfig
 
 
 def _conv_bn(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
-    )
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class SmallCNN(nn.Module):
@@ -32,10 +30,16 @@ class SmallCNN(nn.Module):
             raise ValueError(f"width must be >= 1, got {width}")
         w = width
         self.features = nn.Sequential(
-            _conv_bn(3, w), _conv_bn(w, 2 * w), nn.MaxPool2d(2),
-            _conv_bn(2 * w, 4 * w), _conv_bn(4 * w, 4 * w), nn.MaxPool2d(2),
-            _conv_bn(4 * w, 8 * w), _conv_bn(8 * w, 8 * w),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            _conv_bn(3, w),
+            _conv_bn(w, 2 * w),
+            nn.MaxPool2d(2),
+            _conv_bn(2 * w, 4 * w),
+            _conv_bn(4 * w, 4 * w),
+            nn.MaxPool2d(2),
+            _conv_bn(4 * w, 8 * w),
+            _conv_bn(8 * w, 8 * w),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.out_dim = 8 * w
 

@@ -23,8 +23,13 @@ LOG = logging.getLogger(__name__)
 
 @torch.no_grad()
 def knn_predict(
-    train_feats: torch.Tensor, train_labels: torch.Tensor, query_feats: torch.Tensor,
-    num_classes: int, k: int = 200, temperature: float = 0.07, chunk: int = 1024,
+    train_feats: torch.Tensor,
+    train_labels: torch.Tensor,
+    query_feats: torch.Tensor,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.07,
+    chunk: int = 1024,
 ) -> torch.Tensor:
     """Predicted class per query. Features must be L2-normalised: (N, d), (N,), (Q, d) -> (Q,)."""
     k = min(k, train_feats.shape[0])
@@ -40,8 +45,12 @@ def knn_predict(
 
 
 def knn_accuracy(
-    train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
-    test_labels: torch.Tensor, k: int = 200, temperature: float = 0.07,
+    train_feats: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_feats: torch.Tensor,
+    test_labels: torch.Tensor,
+    k: int = 200,
+    temperature: float = 0.07,
 ) -> float:
     num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     preds = knn_predict(train_feats, train_labels, test_feats, num_classes, k, temperature)
@@ -49,9 +58,16 @@ def knn_accuracy(
 
 
 def linear_probe(
-    train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
-    test_labels: torch.Tensor, epochs: int = 60, batch_size: int = 1024, lr: float = 1e-2,
-    weight_decay: float = 1e-5, seed: int = 0, min_steps: int = 500,
+    train_feats: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_feats: torch.Tensor,
+    test_labels: torch.Tensor,
+    epochs: int = 60,
+    batch_size: int = 1024,
+    lr: float = 1e-2,
+    weight_decay: float = 1e-5,
+    seed: int = 0,
+    min_steps: int = 500,
 ) -> float:
     """Top-1 of a softmax-regression classifier trained with Adam on frozen features."""
     gen = torch.Generator().manual_seed(seed)
@@ -72,7 +88,7 @@ def linear_probe(
             idx = perm[start : start + batch_size]
             loss = F.cross_entropy(clf(xtr[idx]), train_labels[idx])
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             sched.step()
     with torch.no_grad():
@@ -125,10 +141,7 @@ def collapse_warning(stats: dict[str, float]) -> str | None:
             "raise the temperature"
         )
     if stats["effective_rank"] < max(2.0, 0.01 * stats["dim"]):
-        return (
-            f"dimensional collapse: effective rank {stats['effective_rank']:.1f} of "
-            f"{int(stats['dim'])} dimensions"
-        )
+        return f"dimensional collapse: effective rank {stats['effective_rank']:.1f} of {int(stats['dim'])} dimensions"
     return None
 
 
@@ -167,8 +180,13 @@ def plot_training_curves(metrics_path: str | Path, out_png: str | Path) -> None:
 
 
 def plot_embedding_map(
-    feats: torch.Tensor, labels: torch.Tensor, classes: list[str], out_png: str | Path,
-    method: str = "tsne", max_points: int = 2000, seed: int = 0,
+    feats: torch.Tensor,
+    labels: torch.Tensor,
+    classes: list[str],
+    out_png: str | Path,
+    method: str = "tsne",
+    max_points: int = 2000,
+    seed: int = 0,
 ) -> None:
     """A 2-D map of the representation space (t-SNE after PCA-50, or PCA), coloured by class."""
     import matplotlib
@@ -199,8 +217,13 @@ def plot_embedding_map(
 
 
 def evaluate_encoder(
-    encoder_path: str | Path, data: str | Path, out_dir: str | Path | None = None,
-    k: int = 200, probe_epochs: int = 60, map_method: str = "tsne", device: str | None = None,
+    encoder_path: str | Path,
+    data: str | Path,
+    out_dir: str | Path | None = None,
+    k: int = 200,
+    probe_epochs: int = 60,
+    map_method: str = "tsne",
+    device: str | None = None,
 ) -> dict[str, Any]:
     """kNN top-1 and linear probe of a frozen encoder (train split -> test split), plus plots.
 

@@ -19,12 +19,18 @@ class LARS(torch.optim.Optimizer):
     """
 
     def __init__(
-        self, params: Iterable[dict[str, object]], lr: float, momentum: float = 0.9,
-        weight_decay: float = 0.0, eta: float = 0.001,
+        self,
+        params: Iterable[dict[str, object]],
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        eta: float = 0.001,
     ) -> None:
         if lr <= 0:
             raise ValueError("lr must be > 0")
-        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta, "lars": True})
+        super().__init__(
+            params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta, "lars": True}
+        )
 
     @torch.no_grad()
     def step(self, closure: None = None) -> None:  # type: ignore[override]
@@ -50,7 +56,8 @@ class LARS(torch.optim.Optimizer):
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
     """Weight decay (and LARS scaling) on weight matrices only, not on biases or norm layers."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for param in model.parameters():
         if param.requires_grad:
             (decay if param.ndim > 1 else no_decay).append(param)

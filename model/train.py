@@ -70,8 +70,7 @@ class CachedFeed:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int) -> None:
         if images.shape[0] < batch_size:
             raise ValueError(
-                f"only {images.shape[0]} training images for batch size {batch_size}; "
-                "lower --batch-size or add images"
+                f"only {images.shape[0]} training images for batch size {batch_size}; lower --batch-size or add images"
             )
         self.images, self.labels, self.batch_size, self.seed = images, labels, batch_size, seed
         self.steps_per_epoch = images.shape[0] // batch_size  # drop the last partial batch
@@ -87,14 +86,19 @@ class CachedFeed:
 class StreamFeed:
     """Batches decoded on the fly by DataLoader workers, for collections too big to cache."""
 
-    def __init__(self, path: str, size: int, classes: list[str], n_images: int, batch_size: int,
-                 seed: int, workers: int) -> None:
+    def __init__(
+        self, path: str, size: int, classes: list[str], n_images: int, batch_size: int, seed: int, workers: int
+    ) -> None:
         from model.data import StreamingImages
 
         self.dataset = StreamingImages(path, size, classes, seed)
         self.loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=batch_size, num_workers=workers, drop_last=True,
-            persistent_workers=False, pin_memory=torch.cuda.is_available(),
+            self.dataset,
+            batch_size=batch_size,
+            num_workers=workers,
+            drop_last=True,
+            persistent_workers=False,
+            pin_memory=torch.cuda.is_available(),
         )
         self.steps_per_epoch = n_images // batch_size
 
@@ -130,7 +134,9 @@ def prepare_data(cfg: RunConfig, data: str) -> tuple[CachedFeed | StreamFeed, Ev
         coll = load_collection(data, size)
         train_idx, test_idx = _split(coll, t.health_sample, t.seed)
         feed: CachedFeed | StreamFeed = CachedFeed(coll.images[train_idx], coll.labels[train_idx], t.batch_size, t.seed)
-        info.update(mode="cache", skipped=coll.skipped, classes=coll.classes, train=len(train_idx), heldout=len(test_idx))
+        info.update(
+            mode="cache", skipped=coll.skipped, classes=coll.classes, train=len(train_idx), heldout=len(test_idx)
+        )
     else:
         # Streaming: the held-out sample is the first images of the collection's test split
         # (or of the collection); kNN during training needs the cache, `eval` still works.
@@ -207,8 +213,9 @@ class MetricsLog:
 
 
 @torch.no_grad()
-def evaluate_epoch(model: SimCLRModel, cfg: RunConfig, evalset: EvalSet, device: torch.device,
-                   epoch: int) -> dict[str, Any]:
+def evaluate_epoch(
+    model: SimCLRModel, cfg: RunConfig, evalset: EvalSet, device: torch.device, epoch: int
+) -> dict[str, Any]:
     """Health on the held-out sample and, every knn_every epochs, kNN top-1."""
     model.eval()
     mean, std = cfg.encoder.mean, cfg.encoder.std
@@ -231,9 +238,17 @@ def evaluate_epoch(model: SimCLRModel, cfg: RunConfig, evalset: EvalSet, device:
 
 
 def train_one_epoch(
-    state: TrainState, cfg: RunConfig, feed: CachedFeed | StreamFeed, epoch: int, total_steps: int,
-    device: torch.device, log: MetricsLog, ckpt_path: Path, bar: tqdm[Any] | None,
-    stop_at_step: int | None, deadline: float | None,
+    state: TrainState,
+    cfg: RunConfig,
+    feed: CachedFeed | StreamFeed,
+    epoch: int,
+    total_steps: int,
+    device: torch.device,
+    log: MetricsLog,
+    ckpt_path: Path,
+    bar: tqdm[Any] | None,
+    stop_at_step: int | None,
+    deadline: float | None,
 ) -> tuple[float, bool]:
     """One pass over the feed (or what is left of it). Returns (last loss, stopped early)."""
     t = cfg.train
@@ -273,13 +288,21 @@ def train_one_epoch(
         if state.step % t.log_every == 0 or state.step == total_steps:
             elapsed = time.perf_counter() - window_start
             ips = window_images / max(elapsed, 1e-9)
-            log.write({"kind": "step", "step": state.step, "epoch": epoch + state_fraction(state, feed, epoch),
-                       "loss": loss_value, "lr": lr, "images_per_s": ips, "view_size": view_size,
-                       "seconds": state.seconds})
+            log.write(
+                {
+                    "kind": "step",
+                    "step": state.step,
+                    "epoch": epoch + state_fraction(state, feed, epoch),
+                    "loss": loss_value,
+                    "lr": lr,
+                    "images_per_s": ips,
+                    "view_size": view_size,
+                    "seconds": state.seconds,
+                }
+            )
             window_start, window_images = time.perf_counter(), 0
             if bar is not None:
-                bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.3g}", img_s=f"{ips:.0f}",
-                                px=view_size)
+                bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.3g}", img_s=f"{ips:.0f}", px=view_size)
         if bar is not None:
             bar.update(1)
         if t.checkpoint_every and state.step % t.checkpoint_every == 0:
@@ -296,8 +319,14 @@ def state_fraction(state: TrainState, feed: CachedFeed | StreamFeed, epoch: int)
 
 
 def train(
-    cfg: RunConfig, data: str, out: str | Path, *, resume: bool = False, device: str | None = None,
-    progress: bool = True, stop_at_step: int | None = None,
+    cfg: RunConfig,
+    data: str,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    stop_at_step: int | None = None,
 ) -> TrainResult:
     """Train (or resume) a SimCLR run in `out`. See the module docstring for what it writes."""
     run_dir = Path(out)
@@ -322,8 +351,9 @@ def train(
     model = SimCLRModel(cfg.encoder).to(dev)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    state = TrainState(model, build_optimizer(model, cfg.train),
-                       torch.Generator(device=dev).manual_seed(cfg.train.seed))
+    state = TrainState(
+        model, build_optimizer(model, cfg.train), torch.Generator(device=dev).manual_seed(cfg.train.seed)
+    )
     if saved is not None:
         model.load_state_dict(saved["model"])
         state.optimizer.load_state_dict(saved["optimizer"])
@@ -338,19 +368,29 @@ def train(
     log = MetricsLog(run_dir / "metrics.jsonl", state.step if saved is not None else None)
     total_steps = cfg.train.epochs * feed.steps_per_epoch
     deadline = cfg.train.max_minutes * 60 if cfg.train.max_minutes > 0 else None
-    bar = tqdm(total=total_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True,
-               disable=not progress)
+    bar = tqdm(
+        total=total_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True, disable=not progress
+    )
     loss, last_eval = math.nan, {}
     model.train()
     try:
         for epoch in range(state.step // feed.steps_per_epoch, cfg.train.epochs):
-            loss, stopped = train_one_epoch(state, cfg, feed, epoch, total_steps, dev, log, ckpt_path, bar,
-                                            stop_at_step, deadline)
+            loss, stopped = train_one_epoch(
+                state, cfg, feed, epoch, total_steps, dev, log, ckpt_path, bar, stop_at_step, deadline
+            )
             if stopped and state.step % feed.steps_per_epoch != 0:
                 break
             last_eval = evaluate_epoch(model, cfg, evalset, dev, epoch)
-            log.write({"kind": "epoch", "step": state.step, "epoch": epoch + 1, "loss": loss,
-                       "seconds": state.seconds, **last_eval})
+            log.write(
+                {
+                    "kind": "epoch",
+                    "step": state.step,
+                    "epoch": epoch + 1,
+                    "loss": loss,
+                    "seconds": state.seconds,
+                    **last_eval,
+                }
+            )
             warning = collapse_warning(last_eval)
             if warning:
                 LOG.warning("epoch %d: %s", epoch + 1, warning)
@@ -362,11 +402,23 @@ def train(
         bar.close()
     save_checkpoint(ckpt_path, cfg, state)
     if state.step < total_steps and deadline is not None and state.seconds >= deadline:
-        LOG.warning("stopped at the %.1f-minute budget at step %d of %d", cfg.train.max_minutes, state.step, total_steps)
+        LOG.warning(
+            "stopped at the %.1f-minute budget at step %d of %d", cfg.train.max_minutes, state.step, total_steps
+        )
     save_encoder(
-        encoder_path, model.backbone, cfg.encoder, model.feature_dim,
-        trained={"data": str(data), "step": state.step, "total_steps": total_steps, "seconds": state.seconds,
-                 "preset": cfg.preset, "saved_at": datetime.now(UTC).isoformat(timespec="seconds")},
+        encoder_path,
+        model.backbone,
+        cfg.encoder,
+        model.feature_dim,
+        trained={
+            "data": str(data),
+            "step": state.step,
+            "total_steps": total_steps,
+            "seconds": state.seconds,
+            "preset": cfg.preset,
+            "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
     )
-    return TrainResult(run_dir, encoder_path, state.step, total_steps, state.seconds, loss,
-                       last_eval.get("knn_top1"), last_eval)
+    return TrainResult(
+        run_dir, encoder_path, state.step, total_steps, state.seconds, loss, last_eval.get("knn_top1"), last_eval
+    )

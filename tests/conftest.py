@@ -69,8 +69,17 @@ def image_tar(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 def tiny_config(**train: object) -> RunConfig:
     """A model small enough that a training step takes milliseconds."""
-    t = {"epochs": 2, "batch_size": 8, "lr": 0.05, "log_every": 1, "knn_every": 1, "knn_k": 5,
-         "health_sample": 16, "amp": False, **train}
+    t = {
+        "epochs": 2,
+        "batch_size": 8,
+        "lr": 0.05,
+        "log_every": 1,
+        "knn_every": 1,
+        "knn_k": 5,
+        "health_sample": 16,
+        "amp": False,
+        **train,
+    }
     return RunConfig(
         preset="test",
         encoder=EncoderConfig(arch="small_cnn", width=4, proj_hidden=16, proj_out=8, image_size=32),

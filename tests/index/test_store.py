@@ -58,7 +58,7 @@ def test_exact_search_equals_brute_force(tmp_path: Path, n: int, k: int) -> None
 
 def test_padding_is_dropped_when_k_exceeds_the_collection(tmp_path: Path) -> None:
     index = make_index(tmp_path, clustered_vectors(5, 8, 2))
-    scores, ids = index.search(clustered_vectors(2, 8, 2, seed=9), 50)
+    _, ids = index.search(clustered_vectors(2, 8, 2, seed=9), 50)
     assert [len(i) for i in ids] == [5, 5] and all((i >= 0).all() for i in ids)
     with pytest.raises(ValueError):
         index.search(np.zeros((1, 7), np.float32), 3)
@@ -127,9 +127,9 @@ def test_ids_stay_stable_across_add_and_remove(built: Path) -> None:
     index = load(built, writable=True)
     before = {r.id: r.uri for r in index.catalog.rows()}
     vec = np.eye(1, index.dim, dtype=np.float32)
-    (new_id, created), = index.add(vec, rows_for(1, offset=10**6))
+    ((new_id, created),) = index.add(vec, rows_for(1, offset=10**6))
     assert created and new_id > max(before)
-    (same_id, created_again), = index.add(vec, rows_for(1, offset=10**6))
+    ((same_id, created_again),) = index.add(vec, rows_for(1, offset=10**6))
     assert same_id == new_id and not created_again and index.count == 55
     gone = sorted(before)[:3]
     assert index.remove(gone) == 3 and index.count == 52
@@ -143,8 +143,9 @@ def test_ids_stay_stable_across_add_and_remove(built: Path) -> None:
     assert {r.id for r in reopened.catalog.rows()} == set(after)
 
 
-def test_crash_during_build_leaves_previous_version(built: Path, tiny_encoder: Path, image_folder: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_during_build_leaves_previous_version(
+    built: Path, tiny_encoder: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = read_manifest(built)["version"]
     import index.build as build_mod
 

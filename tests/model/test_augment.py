@@ -46,8 +46,9 @@ def test_deterministic_under_a_seed() -> None:
 
 def test_full_crop_without_jitter_is_the_identity_and_flip_mirrors() -> None:
     images = batch(4)
-    plain = AugmentConfig(crop_size=32, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0,
-                          jitter_p=0.0, gray_p=0.0)
+    plain = AugmentConfig(
+        crop_size=32, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, gray_p=0.0
+    )
     view = SimCLRAugment(plain, MEAN, STD).view(images, torch.Generator().manual_seed(0))
     assert torch.allclose(view, normalize(images, MEAN, STD), atol=1e-4)
     flipped = SimCLRAugment(AugmentConfig(**{**plain.__dict__, "flip_p": 1.0}), MEAN, STD)
@@ -63,8 +64,9 @@ def test_grayscale_views_have_equal_channels() -> None:
 
 
 def test_colour_jitter_keeps_values_in_range_and_changes_colour() -> None:
-    cfg = AugmentConfig(jitter_p=1.0, jitter_strength=1.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
-                        flip_p=0.0, gray_p=0.0)
+    cfg = AugmentConfig(
+        jitter_p=1.0, jitter_strength=1.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, gray_p=0.0
+    )
     aug = SimCLRAugment(cfg, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     images = batch()
     v = aug.view(images, torch.Generator().manual_seed(0))
@@ -73,8 +75,15 @@ def test_colour_jitter_keeps_values_in_range_and_changes_colour() -> None:
 
 
 def test_blur_smooths() -> None:
-    cfg = AugmentConfig(blur_p=1.0, blur_sigma=(2.0, 2.0), jitter_p=0.0, gray_p=0.0, crop_scale=(1.0, 1.0),
-                        crop_ratio=(1.0, 1.0), flip_p=0.0)
+    cfg = AugmentConfig(
+        blur_p=1.0,
+        blur_sigma=(2.0, 2.0),
+        jitter_p=0.0,
+        gray_p=0.0,
+        crop_scale=(1.0, 1.0),
+        crop_ratio=(1.0, 1.0),
+        flip_p=0.0,
+    )
     aug = SimCLRAugment(cfg, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     images = batch()
     v = aug.view(images, torch.Generator().manual_seed(0))

@@ -117,7 +117,7 @@ def test_missing_path_and_non_archive_file_give_clear_errors(tmp_path: Path) -> 
         list(iter_records(tmp_path / "nope"))
     f = tmp_path / "notes.txt"
     f.write_text("hi")
-    with pytest.raises(ValueError, match="not a .tar"):
+    with pytest.raises(ValueError, match=r"not a \.tar"):
         list(iter_records(f))
 
 

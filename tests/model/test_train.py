@@ -29,7 +29,7 @@ def test_train_on_folder_writes_a_complete_run(image_folder: Path, tmp_path: Pat
     assert all(set(r) >= {"loss", "lr", "images_per_s"} for r in steps)
     assert all(set(r) >= {"alignment", "uniformity", "feature_std", "effective_rank", "knn_top1"} for r in epochs)
     # encoder.pt alone rebuilds f (weights_only load) and embeds to unit vectors.
-    backbone, enc_cfg, payload = load_encoder_file(run / "encoder.pt")
+    _, enc_cfg, payload = load_encoder_file(run / "encoder.pt")
     assert enc_cfg == cfg.encoder and payload["feature_dim"] == 32
     vecs = load_encoder(run / "encoder.pt").embed_uint8(torch.zeros(3, 3, 32, 32, dtype=torch.uint8))
     assert vecs.shape == (3, 32)
@@ -58,8 +58,11 @@ def test_resume_reproduces_an_uninterrupted_run(image_folder: Path, tmp_path: Pa
     b = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
-    steps = [json.loads(r)["step"] for r in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
-             if json.loads(r)["kind"] == "step"]
+    steps = [
+        json.loads(r)["step"]
+        for r in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
+        if json.loads(r)["kind"] == "step"
+    ]
     assert steps == sorted(set(steps))  # no step logged twice after the resume
 
 
