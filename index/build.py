@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from index.catalog import Catalog, NewImage
 from index.choose import exact_neighbours, plan_index, tune
+from index.images import ImageStore
 from index.store import CATALOG_FILE, INDEX_FILE, MANIFEST_FILE, publish, staging_dir
 from model.data import ImageRecord, UnreadableImageError, count_records, decode_square, iter_records, open_image
 from model.embed import Encoder
@@ -35,6 +36,7 @@ TUNE_QUERIES = 1000
 class DecodedImage:
     pixels: np.ndarray  # (S, S, 3) uint8
     meta: NewImage
+    data: bytes
 
 
 def describe(record: ImageRecord, size: int, max_pixels: int | None = None) -> DecodedImage:
@@ -43,7 +45,7 @@ def describe(record: ImageRecord, size: int, max_pixels: int | None = None) -> D
     width, height = img.size
     pixels = decode_square(record.data, size) if max_pixels is None else decode_square(record.data, size, max_pixels)
     sha = hashlib.sha256(record.data).hexdigest()
-    return DecodedImage(pixels, NewImage(record.uri, sha, width, height, record.label))
+    return DecodedImage(pixels, NewImage(record.uri, sha, width, height, record.label), record.data)
 
 
 def _decoded_batches(
@@ -90,8 +92,12 @@ def embed_collection(
     batch_size: int = 256,
     workers: int = 2,
     progress: bool = True,
+    store: ImageStore | None = None,
 ) -> tuple[np.ndarray, list[NewImage], dict[str, int]]:
-    """Every readable, distinct image of a collection -> (vectors (N, d), catalog rows, stats)."""
+    """Every readable, distinct image of a collection -> (vectors (N, d), catalog rows, stats).
+
+    With `store`, each image's bytes are also kept in the content-addressed image store.
+    """
     total = count_records(data)
     stats = {"seen": total, "skipped": 0, "duplicates": 0}
     seen_sha: set[str] = set()
@@ -107,6 +113,8 @@ def embed_collection(
                 continue
             seen_sha.add(item.meta.sha256)
             fresh.append(item)
+            if store is not None:
+                store.put(item.data)
         if fresh:
             pixels = torch.from_numpy(np.stack([f.pixels for f in fresh])).permute(0, 3, 1, 2)
             vectors.append(encoder.embed_uint8(pixels, batch_size))
@@ -197,10 +205,15 @@ def build_index(
     target_recall: float = 0.95,
     batch_size: int = 256,
     progress: bool = True,
+    image_store: str | Path | None = None,
 ) -> BuildReport:
-    """Embed `data` with `encoder` and publish a new version under `out`."""
+    """Embed `data` with `encoder` and publish a new version under `out`.
+
+    Image bytes go to `image_store` (default OUT/images) so the service can return them.
+    """
     started = time.perf_counter()
-    vectors, rows, stats = embed_collection(encoder, data, batch_size, progress=progress)
+    store = ImageStore(image_store or Path(out) / "images")
+    vectors, rows, stats = embed_collection(encoder, data, batch_size, progress=progress, store=store)
     embed_seconds = time.perf_counter() - started
     staged = staging_dir(out)
     try:

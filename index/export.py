@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import faiss
 import numpy as np
 
-from index.choose import unwrap
 from index.store import load
 
 
@@ -17,11 +15,6 @@ def export_embeddings(root: str | Path, out: str | Path, fmt: str = "npy") -> in
         raise ValueError(f"unknown export format {fmt!r}; use npy or parquet")
     opened = load(root)
     try:
-        try:
-            ivf = faiss.extract_index_ivf(unwrap(opened.index))
-            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]  # IVF needs a map
-        except RuntimeError:
-            pass
         rows = list(opened.catalog.rows())
         ids = np.array([r.id for r in rows], dtype=np.int64)
         vectors = opened.vectors(ids).astype(np.float32)

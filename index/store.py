@@ -11,6 +11,7 @@ building leaves CURRENT pointing at the previous, complete version.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ import faiss
 import numpy as np
 
 from index.catalog import Catalog, CatalogRow, NewImage
-from index.choose import set_search_param
+from index.choose import set_search_param, unwrap
 
 LOG = logging.getLogger(__name__)
 
@@ -173,6 +174,9 @@ class ImageIndex:
         params = manifest.get("search_params") or {}
         for value in params.values():
             set_search_param(self.index, int(value))
+        with contextlib.suppress(RuntimeError):  # IVF needs an id -> position map to reconstruct by id
+            ivf = faiss.extract_index_ivf(unwrap(self.index))
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
 
     @property
     def dim(self) -> int:

@@ -1,0 +1,102 @@
+"""Micro-batching of concurrent queries: requests that arrive within a few milliseconds of
+each other share one forward pass of the encoder.
+
+Each caller awaits `embed(pixels)`; a single worker task gathers up to `max_size` pending
+requests, waiting at most `max_wait_s` after the first one, and runs the batch in one
+dedicated thread, so the event loop never blocks on torch and torch never runs twice at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    pixels: np.ndarray  # (S, S, 3) uint8
+    future: asyncio.Future[np.ndarray]
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        embed_batch: Callable[[np.ndarray], np.ndarray],
+        max_size: int = 32,
+        max_wait_s: float = 0.003,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        if max_size < 1 or max_wait_s < 0:
+            raise ValueError("max_size must be >= 1 and max_wait_s >= 0")
+        self.embed_batch, self.max_size, self.max_wait_s, self.on_batch = embed_batch, max_size, max_wait_s, on_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def embed(self, pixels: np.ndarray) -> np.ndarray:
+        """(S, S, 3) uint8 -> (d,) unit vector, computed in a shared batch."""
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(pixels, future))
+        return await future
+
+    async def _gather(self) -> list[_Pending]:
+        batch = [await self._queue.get()]
+        deadline = time.perf_counter() + self.max_wait_s
+        while len(batch) < self.max_size:
+            # Take whatever is already queued without waiting, then wait out the deadline.
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._gather()
+            live = [p for p in batch if not p.future.cancelled()]
+            if not live:
+                continue
+            started = time.perf_counter()
+            try:
+                vectors = await loop.run_in_executor(
+                    self._executor, self.embed_batch, np.stack([p.pixels for p in live])
+                )
+            except Exception as exc:  # hand the failure to every waiting request
+                LOG.exception("embedding a batch of %d failed", len(live))
+                for p in live:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+                continue
+            if self.on_batch is not None:
+                self.on_batch(len(live), time.perf_counter() - started)
+            for p, vec in zip(live, vectors, strict=True):
+                if not p.future.done():
+                    p.future.set_result(vec)

@@ -1,0 +1,83 @@
+"""The FastAPI application: lifespan loads the encoder and the index into app.state.
+
+Loading runs in the background so /health answers at once; /ready and the search endpoints
+answer 503 until the encoder and the index are both loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.config import Settings, get_settings
+from app.metrics import REQUEST_SECONDS, REQUESTS
+from app.routes import images, search, status, web
+from app.service import SearchService
+
+LOG = logging.getLogger(__name__)
+
+
+async def _load(service: SearchService) -> None:
+    try:
+        await asyncio.to_thread(service.load)
+    except Exception as exc:  # keep serving /health and explain on /ready
+        service.load_error = f"{type(exc).__name__}: {exc}"
+        LOG.error("could not load the encoder and index: %s", service.load_error)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = SearchService(settings)
+        app.state.service = service
+        service.start_batcher()
+        loader = asyncio.create_task(_load(service))
+        try:
+            yield
+        finally:
+            loader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loader
+            await service.close()
+
+    app = FastAPI(
+        title="latent-search",
+        summary="Find images like this one, with an embedding learned from your own images.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.dependency_overrides[get_settings] = lambda: settings
+    max_body = settings.max_upload_bytes * settings.max_batch_images + 1024**2
+
+    @app.middleware("http")
+    async def limits_and_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > max_body):
+            response: Response = JSONResponse({"detail": f"request body larger than {max_body} bytes"}, 413)
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        labels = (request.method, endpoint, str(response.status_code))
+        REQUESTS.labels(*labels).inc()
+        REQUEST_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+        return response
+
+    for router in (search.router, images.router, status.router, web.router):
+        app.include_router(router)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """For `uvicorn --factory app.main:app_factory`."""
+    return create_app()

@@ -1,0 +1,1 @@
+"""One router per concern, wired together in app.main."""

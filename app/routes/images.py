@@ -1,0 +1,45 @@
+"""Stored image bytes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path
+from fastapi.responses import Response
+
+from app.deps import ReadyServiceDep
+
+router = APIRouter(tags=["images"])
+
+CONTENT_TYPES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", b"GIF8": "image/gif", b"BM": "image/bmp"}
+
+
+def sniff(data: bytes) -> str:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "image/tiff"
+    for magic, mime in CONTENT_TYPES.items():
+        if data.startswith(magic):
+            return mime
+    return "application/octet-stream"
+
+
+@router.get(
+    "/images/{image_id}",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/*": {}}, "description": "The image bytes."},
+        404: {"description": "Unknown id."},
+    },
+)
+async def get_image(service: ReadyServiceDep, image_id: Annotated[int, Path(description="Image id.")]) -> Response:
+    """The stored bytes of an indexed image, with its content type."""
+    assert service.index is not None and service.store is not None
+    row = service.index.rows([image_id]).get(image_id)
+    if row is None:
+        raise HTTPException(404, f"no image with id {image_id}")
+    data = service.store.get(row.sha256)
+    if data is None:
+        raise HTTPException(404, f"image {image_id} is in the index but its bytes are not in the image store")
+    return Response(data, media_type=sniff(data), headers={"Cache-Control": "public, max-age=31536000, immutable"})

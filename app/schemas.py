@@ -1,0 +1,65 @@
+"""Request and response models (they define the OpenAPI schema at /docs)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Neighbour(BaseModel):
+    id: int = Field(description="Stable 64-bit image id.")
+    score: float = Field(description="Cosine similarity to the query, in [-1, 1].")
+    uri: str = Field(description="Where the image came from (path in the source collection).")
+    label: str | None = Field(None, description="Class folder name, when the collection had one.")
+    width: int
+    height: int
+
+
+class Timings(BaseModel):
+    decode_ms: float = Field(description="Decoding and resizing the upload(s).")
+    embed_ms: float = Field(description="Waiting for and running the encoder (micro-batched).")
+    search_ms: float = Field(description="Index search and catalog look-up.")
+
+
+class SearchResponse(BaseModel):
+    neighbours: list[Neighbour]
+    index_version: str
+    timings: Timings
+
+
+class BatchSearchResponse(BaseModel):
+    results: list[list[Neighbour]] = Field(description="One neighbour list per uploaded image, in order.")
+    index_version: str
+    timings: Timings
+
+
+class IndexInfo(BaseModel):
+    version: str
+    count: int
+    index_type: str | None
+    search_params: dict[str, int]
+    recall_at_10: float | None = Field(description="recall@10 measured at build time against exact search.")
+    dim: int
+    encoder_sha256: str
+    encoder_arch: str
+    built_at: str | None
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    ready: bool
+    detail: str | None = None
+
+
+class ErrorDetail(BaseModel):
+    detail: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorDetail, "description": "Not an image, or a corrupt one."},
+    413: {"model": ErrorDetail, "description": "Body larger than the upload limit, or too many pixels."},
+    415: {"model": ErrorDetail, "description": "An image type the service does not decode."},
+    503: {"model": ErrorDetail, "description": "The encoder or the index is not loaded yet."},
+}

@@ -1,0 +1,167 @@
+"""What the routes call: decode an upload, embed it (micro-batched), search, join the catalog."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from app.batcher import MicroBatcher
+from app.config import Settings
+from app.metrics import BATCH_SIZE, STAGE_SECONDS
+from index.catalog import CatalogRow
+from index.images import ImageStore
+from index.store import ImageIndex, load
+from model.data import ImageTooLargeError, UnreadableImageError, decode_square
+from model.embed import Encoder, load_encoder
+
+LOG = logging.getLogger(__name__)
+
+# Formats we decode; anything else that PIL recognises is an unsupported type (415).
+SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
+
+
+class UnsupportedImageTypeError(UnreadableImageError):
+    pass
+
+
+@dataclass
+class Neighbour:
+    id: int
+    score: float
+    row: CatalogRow | None
+
+
+@dataclass
+class Timings:
+    decode_ms: float = 0.0
+    embed_ms: float = 0.0
+    search_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class SearchService:
+    settings: Settings
+    encoder: Encoder | None = None
+    index: ImageIndex | None = None
+    store: ImageStore | None = None
+    batcher: MicroBatcher | None = None
+    load_error: str | None = None
+    decode_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(4, "decode"))
+
+    @property
+    def ready(self) -> bool:
+        return self.encoder is not None and self.index is not None and self.batcher is not None
+
+    def load(self) -> None:
+        """Load the encoder and the index (blocking; run it off the event loop)."""
+        s = self.settings
+        if s.torch_threads:
+            torch.set_num_threads(s.torch_threads)
+        encoder = load_encoder(s.encoder_path, s.device)
+        index = load(s.index_path, encoder_checksum=encoder.checksum)
+        self.store = ImageStore(s.store_path)
+        # Warm the encoder so the first real query does not pay for lazy initialisation.
+        encoder.embed_uint8(torch.zeros(1, 3, encoder.image_size, encoder.image_size, dtype=torch.uint8))
+        self.encoder, self.index = encoder, index
+        LOG.info("ready: encoder %s, index %s (%d images)", s.encoder_path, index.version, index.count)
+
+    def start_batcher(self) -> None:
+        def embed_batch(pixels: np.ndarray) -> np.ndarray:
+            assert self.encoder is not None
+            return self.encoder.embed_uint8(torch.from_numpy(pixels).permute(0, 3, 1, 2))
+
+        self.batcher = MicroBatcher(
+            embed_batch,
+            self.settings.batch_max_size,
+            self.settings.batch_max_wait_ms / 1000,
+            on_batch=lambda n, _: BATCH_SIZE.observe(n),
+        )
+        self.batcher.start()
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """Bytes -> (S, S, 3) uint8; UnreadableImageError / ImageTooLargeError on bad input."""
+        assert self.encoder is not None
+        if not data:
+            raise UnreadableImageError("the uploaded file is empty")
+        try:
+            with Image.open(io.BytesIO(data)) as probe:
+                fmt = probe.format
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLargeError(str(exc)) from exc
+        except Exception as exc:
+            raise UnreadableImageError("the upload is not an image (JPEG, PNG, WebP, GIF, BMP or TIFF)") from exc
+        if fmt not in SUPPORTED_FORMATS:
+            raise UnsupportedImageTypeError(f"unsupported image type {fmt}; send JPEG, PNG, WebP, GIF, BMP or TIFF")
+        return decode_square(data, self.encoder.image_size, self.settings.max_image_pixels)
+
+    async def decode_async(self, data: bytes, timings: Timings) -> np.ndarray:
+        started = time.perf_counter()
+        pixels = await asyncio.get_running_loop().run_in_executor(self.decode_pool, self.decode, data)
+        elapsed = time.perf_counter() - started
+        STAGE_SECONDS.labels("decode").observe(elapsed)
+        timings.decode_ms += 1000 * elapsed
+        return pixels
+
+    async def embed_async(self, pixels: np.ndarray, timings: Timings) -> np.ndarray:
+        assert self.batcher is not None
+        started = time.perf_counter()
+        vector = await self.batcher.embed(pixels)
+        elapsed = time.perf_counter() - started
+        STAGE_SECONDS.labels("embed").observe(elapsed)
+        timings.embed_ms += 1000 * elapsed
+        return vector
+
+    async def search_vectors(
+        self, vectors: np.ndarray, k: int, min_score: float | None, timings: Timings, exclude: int | None = None
+    ) -> list[list[Neighbour]]:
+        """Search in a worker thread (FAISS releases the GIL) and join catalog rows."""
+        assert self.index is not None
+        index = self.index  # one version for the whole request, even if a swap happens meanwhile
+        started = time.perf_counter()
+        extra = 1 if exclude is not None else 0
+        scores, ids = await asyncio.get_running_loop().run_in_executor(None, index.search, vectors, k + extra)
+        results = []
+        for row_scores, row_ids in zip(scores, ids, strict=True):
+            pairs = [(int(i), float(s)) for i, s in zip(row_ids, row_scores, strict=True) if int(i) != exclude][:k]
+            if min_score is not None:
+                pairs = [(i, s) for i, s in pairs if s >= min_score]
+            rows = index.rows([i for i, _ in pairs])
+            results.append([Neighbour(i, s, rows.get(i)) for i, s in pairs])
+        elapsed = time.perf_counter() - started
+        STAGE_SECONDS.labels("search").observe(elapsed)
+        timings.search_ms += 1000 * elapsed
+        return results
+
+    def info(self) -> dict[str, Any]:
+        assert self.index is not None and self.encoder is not None
+        m = self.index.manifest
+        return {
+            "version": self.index.version,
+            "count": self.index.count,
+            "index_type": m.get("index_type"),
+            "search_params": m.get("search_params", {}),
+            "recall_at_10": m.get("recall_at_10"),
+            "dim": self.index.dim,
+            "encoder_sha256": self.encoder.checksum,
+            "encoder_arch": self.encoder.config.arch,
+            "built_at": m.get("built_at"),
+        }
+
+    async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.stop()
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        if self.index is not None:
+            self.index.close()

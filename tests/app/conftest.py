@@ -1,0 +1,43 @@
+"""A running app (inside its lifespan) over a tiny encoder and index built here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from index.build import build_index
+from model.embed import load_encoder
+
+
+@pytest.fixture(scope="session")
+def tiny_index(tiny_encoder: Path, image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("index") / "idx"
+    build_index(load_encoder(tiny_encoder), image_folder, root, progress=False)
+    return root
+
+
+def wait_ready(client: TestClient, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get("/ready").status_code == 200:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not ready after {timeout} s: {client.get('/ready').json()}")
+
+
+def make_settings(encoder: Path, index: Path, **overrides: object) -> Settings:
+    return Settings(encoder_path=encoder, index_path=index, torch_threads=2, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def client(tiny_encoder: Path, tiny_index: Path) -> Iterator[TestClient]:
+    app = create_app(make_settings(tiny_encoder, tiny_index, max_upload_bytes=200_000, max_batch_images=4, max_k=100))
+    with TestClient(app) as c:
+        wait_ready(c)
+        yield c
