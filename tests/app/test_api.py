@@ -78,8 +78,16 @@ def test_index_health_ready_metrics_and_page(client: TestClient) -> None:
 def test_openapi_documents_every_endpoint(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     paths = schema["paths"]
-    for path in ("/search", "/search/batch", "/images/{image_id}", "/images/{image_id}/similar", "/index",
-                 "/health", "/ready", "/metrics"):
+    for path in (
+        "/search",
+        "/search/batch",
+        "/images/{image_id}",
+        "/images/{image_id}/similar",
+        "/index",
+        "/health",
+        "/ready",
+        "/metrics",
+    ):
         assert path in paths, path
     assert {"400", "413", "415", "422", "503"} <= set(paths["/search"]["post"]["responses"])
     assert all(op.get("summary") for ops in paths.values() for op in ops.values())
