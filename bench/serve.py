@@ -1,0 +1,264 @@
+"""Serving benchmark: bare pipeline vs the real HTTP server under concurrent load.
+
+    uv run python -m bench.serve --data ../shared/data/cifar10-jpg.tar.gz \\
+        --encoder cpu-small=demo/runs/cpu-small/encoder.pt --encoder resnet18=untrained
+
+For each encoder: build (or reuse) an index over the collection, measure in-process
+  - bare: decode + transform + embed + search of one image, no HTTP (median of N),
+  - the encoder's batched throughput (images/s at batch 32),
+then start `latent-search serve` (uvicorn, 127.0.0.1 only) and send bounded POST /search load
+at concurrency 1, 4 and 16 from keep-alive client threads: queries/s and p50/p95/p99.
+"untrained" makes a randomly initialised encoder of that preset: speed does not depend
+on the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.report import machine, table, today, write_section
+from index.build import build_index
+from index.store import IndexNotFoundError, load, read_manifest
+from model.checkpoint import save_encoder
+from model.config import preset
+from model.data import decode_square, iter_records
+from model.embed import load_encoder
+from model.encoder import build_backbone
+
+
+def untrained_encoder(name: str, path: Path) -> Path:
+    if not path.exists():
+        cfg = preset(name).encoder
+        torch.manual_seed(0)
+        backbone, dim = build_backbone(cfg)
+        save_encoder(path, backbone.eval(), cfg, dim, trained={"note": "untrained, for speed benchmarks"})
+    return path
+
+
+def sample_queries(data: str, n: int) -> list[bytes]:
+    out = []
+    for record in iter_records(data):
+        if record.split == "test" or record.split is None:
+            out.append(record.data)
+        if len(out) == n:
+            break
+    return out
+
+
+def bare_pipeline(encoder_path: Path, index_dir: Path, queries: list[bytes], reps: int) -> tuple[float, float]:
+    """(median ms for one image end to end, batched images/s)."""
+    encoder = load_encoder(encoder_path, "cpu")
+    index = load(index_dir, encoder.checksum)
+    times = []
+    for i in range(reps):
+        t0 = time.perf_counter()
+        pixels = decode_square(queries[i % len(queries)], encoder.image_size)
+        vec = encoder.embed_uint8(torch.from_numpy(pixels).permute(2, 0, 1)[None])
+        index.search(vec, 10)
+        times.append(time.perf_counter() - t0)
+    batch = torch.from_numpy(np.stack([decode_square(q, encoder.image_size) for q in queries[:32]])).permute(0, 3, 1, 2)
+    encoder.embed_uint8(batch)
+    t0, done = time.perf_counter(), 0
+    while time.perf_counter() - t0 < 5.0:
+        encoder.embed_uint8(batch)
+        done += len(batch)
+    index.close()
+    return 1000 * statistics.median(times[reps // 5 :]), done / (time.perf_counter() - t0)
+
+
+def multipart(data: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="q.jpg"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def load_test(port: int, bodies: list[tuple[bytes, str]], concurrency: int, max_requests: int, max_s: float) -> dict:
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    counter = [0]
+    stop_at = time.perf_counter() + max_s
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while True:
+            with lock:
+                if counter[0] >= max_requests or time.perf_counter() > stop_at:
+                    break
+                i = counter[0]
+                counter[0] += 1
+            body, ctype = bodies[i % len(bodies)]
+            t0 = time.perf_counter()
+            conn.request("POST", "/search?k=10", body=body, headers={"Content-Type": ctype})
+            resp = conn.getresponse()
+            resp.read()
+            elapsed = time.perf_counter() - t0
+            with lock:
+                latencies.append(elapsed)
+                if resp.status != 200:
+                    errors[0] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    ms = sorted(1000 * x for x in latencies)
+    pick = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]  # noqa: E731
+    return {
+        "n": len(ms),
+        "errors": errors[0],
+        "qps": len(ms) / wall,
+        "p50": pick(0.5),
+        "p95": pick(0.95),
+        "p99": pick(0.99),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(encoder: Path, index_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "LATENT_SEARCH_BATCH_MAX_WAIT_MS": os.environ.get("LATENT_SEARCH_BATCH_MAX_WAIT_MS", "3")}
+    cmd = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        "serve",
+        "--encoder",
+        str(encoder),
+        "--index",
+        str(index_dir),
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/ready")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("server did not become ready in 120 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--encoder", action="append", required=True, help="NAME=PATH or NAME=untrained")
+    parser.add_argument("--workdir", default="runs/bench-serve")
+    parser.add_argument("--requests", type=int, default=400, help="most requests per concurrency level")
+    parser.add_argument("--seconds", type=float, default=30.0, help="most seconds per concurrency level")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    queries = sample_queries(args.data, 64)
+    bodies = [multipart(q) for q in queries]
+    rows = []
+    for spec in args.encoder:
+        name, _, where = spec.partition("=")
+        enc_path = untrained_encoder(name, work / f"{name}-untrained.pt") if where == "untrained" else Path(where)
+        index_dir = work / f"index-{name}"
+        checksum = load_encoder(enc_path, "cpu").checksum
+        try:
+            fresh = read_manifest(index_dir)["encoder"]["sha256"] == checksum
+        except IndexNotFoundError:
+            fresh = False
+        if not fresh:
+            build_index(load_encoder(enc_path), args.data, index_dir, progress=False)
+        count = read_manifest(index_dir)["count"]
+        bare_ms, batched = bare_pipeline(enc_path, index_dir, queries, reps=100)
+        print(f"{name}: bare {bare_ms:.2f} ms, batched {batched:.0f} img/s, index {count}", flush=True)
+        port = free_port()
+        proc = serve(enc_path, index_dir, port)
+        try:
+            load_test(port, bodies, 4, 40, 10)  # warm-up
+            for c in (1, 4, 16):
+                r = load_test(port, bodies, c, args.requests, args.seconds)
+                print(f"  c={c}: {r}", flush=True)
+                rows.append(
+                    [
+                        name + (" (untrained)" if where == "untrained" else ""),
+                        f"{count:,}",
+                        f"{bare_ms:.1f}",
+                        f"{batched:.0f}",
+                        str(c),
+                        str(r["n"]),
+                        str(r["errors"]),
+                        f"{r['qps']:.1f}",
+                        f"{r['p50']:.1f}",
+                        f"{r['p95']:.1f}",
+                        f"{r['p99']:.1f}",
+                        f"{r['p50'] / bare_ms:.2f}",
+                        f"{r['qps'] / batched:.2f}",
+                    ]
+                )
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    body = (
+        f"## Serving ({today()})\n\n`uv run python -m bench.serve --data DATA "
+        + " ".join(f"--encoder {e}" for e in args.encoder)
+        + f"` on {machine()}.\nServer: `latent-search serve` (uvicorn, one process, micro-batching up to 32 queries "
+        "or 3 ms) on 127.0.0.1; client: keep-alive threads in another process on the same 2 cores, POST /search "
+        f"k=10 with CIFAR-10 test JPEGs; at most {args.requests} requests or {args.seconds:.0f} s per level. "
+        "bare = decode + transform + embed + search of one image in-process (median); batched = encoder "
+        "images/s at batch 32.\n\n"
+        + table(
+            [
+                "encoder",
+                "index",
+                "bare ms",
+                "batched img/s",
+                "concurrency",
+                "requests",
+                "errors",
+                "q/s",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "p50 / bare",
+                "q/s / batched",
+            ],
+            rows,
+        )
+    )
+    print(body)
+    if not args.no_write:
+        write_section("serve", body)
+
+
+if __name__ == "__main__":
+    main()
