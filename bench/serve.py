@@ -92,7 +92,9 @@ def multipart(data: bytes) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def load_test(port: int, bodies: list[tuple[bytes, str]], concurrency: int, max_requests: int, max_s: float) -> dict:
+def load_test(
+    port: int, bodies: list[tuple[bytes, str]], concurrency: int, max_requests: int, max_s: float
+) -> dict[str, float]:
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
@@ -127,7 +129,10 @@ def load_test(port: int, bodies: list[tuple[bytes, str]], concurrency: int, max_
         t.join()
     wall = time.perf_counter() - t0
     ms = sorted(1000 * x for x in latencies)
-    pick = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]  # noqa: E731
+
+    def pick(q: float) -> float:
+        return ms[min(len(ms) - 1, int(q * len(ms)))]
+
     return {
         "n": len(ms),
         "errors": errors[0],
