@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated, NoReturn
 
 from fastapi import Depends, HTTPException, Request, UploadFile
@@ -54,3 +55,18 @@ def image_error(exc: UnreadableImageError) -> HTTPException:
     if isinstance(exc, UnsupportedImageTypeError):
         return HTTPException(415, str(exc))
     return HTTPException(400, f"not a readable image: {exc}")
+
+
+def require_api_key(request: Request, settings: SettingsDep) -> None:
+    """Write and admin endpoints: `Authorization: Bearer <key>` when a key is configured."""
+    if not settings.api_key:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(401, "this endpoint needs Authorization: Bearer <API key>", {"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(token.encode(), settings.api_key.encode()):
+        raise HTTPException(403, "wrong API key")
+
+
+AdminDep = Depends(require_api_key)

@@ -17,8 +17,9 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.config import Settings, get_settings
+from app.jobs import Rebuilder
 from app.metrics import REQUEST_SECONDS, REQUESTS
-from app.routes import images, search, status, web
+from app.routes import images, search, status, web, writes
 from app.service import SearchService
 
 LOG = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = SearchService(settings)
         app.state.service = service
+        app.state.rebuilder = Rebuilder(service, settings.rebuild_duty_cycle)
         service.start_batcher()
         loader = asyncio.create_task(_load(service))
         try:
@@ -73,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         REQUEST_SECONDS.labels(*labels).observe(time.perf_counter() - started)
         return response
 
-    for router in (search.router, images.router, status.router, web.router):
+    for router in (search.router, images.router, writes.router, status.router, web.router):
         app.include_router(router)
     return app
 

@@ -63,3 +63,33 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     415: {"model": ErrorDetail, "description": "An image type the service does not decode."},
     503: {"model": ErrorDetail, "description": "The encoder or the index is not loaded yet."},
 }
+
+
+class AddedImage(BaseModel):
+    id: int = Field(description="The image's id (the existing one when the same bytes were added before).")
+    created: bool = Field(description="False when the bytes were already indexed.")
+    sha256: str
+
+
+class AddImagesResponse(BaseModel):
+    images: list[AddedImage]
+    index_version: str
+
+
+class RebuildRequest(BaseModel):
+    encoder_path: str | None = Field(None, description="Another encoder.pt on the server to re-embed with.")
+    factory: str | None = Field(None, description="A FAISS factory string instead of the automatic choice.")
+
+
+class RebuildJobInfo(BaseModel):
+    id: str
+    state: str = Field(description="queued | running | succeeded | failed")
+    done: int = Field(description="Images re-embedded so far.")
+    total: int
+    encoder_path: str | None
+    factory: str | None
+    created_at: str
+    finished_at: str | None
+    error: str | None
+    version: str | None = Field(description="The published version, once succeeded.")
+    timings: dict[str, float]

@@ -16,8 +16,8 @@ from PIL import Image
 
 from app.batcher import MicroBatcher
 from app.config import Settings
-from app.metrics import BATCH_SIZE, STAGE_SECONDS
-from index.catalog import CatalogRow
+from app.metrics import BATCH_SIZE, INDEX_SIZE, STAGE_SECONDS
+from index.catalog import CatalogRow, NewImage
 from index.images import ImageStore
 from index.store import ImageIndex, load
 from model.data import ImageTooLargeError, UnreadableImageError, decode_square
@@ -70,12 +70,52 @@ class SearchService:
         if s.torch_threads:
             torch.set_num_threads(s.torch_threads)
         encoder = load_encoder(s.encoder_path, s.device)
-        index = load(s.index_path, encoder_checksum=encoder.checksum)
+        # Writable: half-written versions are cleaned up and journalled writes replayed.
+        index = load(s.index_path, encoder_checksum=encoder.checksum, writable=True)
         self.store = ImageStore(s.store_path)
         # Warm the encoder so the first real query does not pay for lazy initialisation.
         encoder.embed_uint8(torch.zeros(1, 3, encoder.image_size, encoder.image_size, dtype=torch.uint8))
         self.encoder, self.index = encoder, index
         LOG.info("ready: encoder %s, index %s (%d images)", s.encoder_path, index.version, index.count)
+
+    def swap(self, index: ImageIndex, encoder: Encoder) -> None:
+        """Switch to a new index (and encoder): requests that already hold the old one finish on it."""
+        self.encoder, self.index = encoder, index
+        INDEX_SIZE.set(index.count)
+
+    async def add_images(
+        self, uploads: list[tuple[bytes, str | None, str | None]], timings: Timings
+    ) -> list[tuple[int, bool, str]]:
+        """Store, embed and index uploads (bytes, label, uri): (id, created, sha256) each.
+
+        Every image is decoded first, so a bad one rejects the request before anything is
+        written; bytes are fsynced to the store and the index write to the journal before this
+        returns.
+        """
+        assert self.index is not None and self.store is not None
+        pixels = [await self.decode_async(data, timings) for data, _, _ in uploads]
+        vectors = np.stack([await self.embed_async(p, timings) for p in pixels])
+        metas = []
+        for data, label, uri in uploads:
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+            sha = await asyncio.to_thread(self.store.put, data)
+            metas.append(NewImage(uri or f"upload/{sha}", sha, width, height, label))
+        index = self.index
+        results = await asyncio.to_thread(index.add, vectors, metas)
+        return [(i, created, m.sha256) for (i, created), m in zip(results, metas, strict=True)]
+
+    async def remove_image(self, image_id: int) -> bool:
+        """Remove from the index, the catalog (journalled) and the image store."""
+        assert self.index is not None and self.store is not None
+        index = self.index
+        row = index.rows([image_id]).get(image_id)
+        if row is None:
+            return False
+        removed = await asyncio.to_thread(index.remove, [image_id])
+        if removed:  # sha256 is unique in the catalog, so no other id shares these bytes
+            await asyncio.to_thread(self.store.delete, row.sha256)
+        return bool(removed)
 
     def start_batcher(self) -> None:
         def embed_batch(pixels: np.ndarray) -> np.ndarray:

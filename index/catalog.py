@@ -74,19 +74,24 @@ class Catalog:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def add(self, images: Iterable[NewImage]) -> list[tuple[int, bool]]:
-        """Insert images; returns (id, created) per image. Known bytes return the existing id."""
+    def add(self, images: Iterable[NewImage], ids: Iterable[int] | None = None) -> list[tuple[int, bool]]:
+        """Insert images; returns (id, created) per image. Known bytes return the existing id.
+
+        `ids` forces the ids (replaying a journal); normally SQLite assigns them.
+        """
         now = datetime.now(UTC).isoformat(timespec="seconds")
         out: list[tuple[int, bool]] = []
+        forced = iter(ids) if ids is not None else None
         with self._lock, self._conn:
             for img in images:
+                want = next(forced) if forced is not None else None
                 row = self._conn.execute("SELECT id FROM images WHERE sha256 = ?", (img.sha256,)).fetchone()
                 if row is not None:
                     out.append((int(row[0]), False))
                     continue
                 cur = self._conn.execute(
-                    "INSERT INTO images (uri, sha256, width, height, label, added_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (img.uri, img.sha256, img.width, img.height, img.label, now),
+                    "INSERT INTO images (id, uri, sha256, width, height, label, added_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (want, img.uri, img.sha256, img.width, img.height, img.label, now),
                 )
                 out.append((int(cur.lastrowid or 0), True))
         return out

@@ -18,7 +18,7 @@ import os
 import secrets
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +30,7 @@ import numpy as np
 
 from index.catalog import Catalog, CatalogRow, NewImage
 from index.choose import set_search_param, unwrap
+from index.journal import AddEntry, Entry, Journal, RemoveEntry
 
 LOG = logging.getLogger(__name__)
 
@@ -168,8 +169,15 @@ class SearchHit:
 class ImageIndex:
     """An open index version: FAISS index (with an id map) + catalog + manifest."""
 
-    def __init__(self, index: faiss.Index, catalog: Catalog, manifest: dict[str, Any], path: Path | None) -> None:
-        self.index, self.catalog, self.manifest, self.path = index, catalog, manifest, path
+    def __init__(
+        self,
+        index: faiss.Index,
+        catalog: Catalog,
+        manifest: dict[str, Any],
+        path: Path | None,
+        journal: Journal | None = None,
+    ) -> None:
+        self.index, self.catalog, self.manifest, self.path, self.journal = index, catalog, manifest, path, journal
         self.lock = RWLock()
         params = manifest.get("search_params") or {}
         for value in params.values():
@@ -222,13 +230,32 @@ class ImageIndex:
             if fresh:
                 ids = np.array([results[i][0] for i in fresh], dtype=np.int64)
                 self.index.add_with_ids(vecs[fresh], ids)
+                if self.journal is not None:  # durable before the caller acknowledges
+                    self.journal.append([AddEntry(results[i][0], images[i], vecs[i]) for i in fresh])
         return results
 
     def remove(self, ids: list[int]) -> int:
         """Remove ids from the index and the catalog; returns how many the catalog held."""
         with self.lock.write():
             self.index.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]
-            return self.catalog.remove(ids)
+            removed = self.catalog.remove(ids)
+            if self.journal is not None and removed:
+                self.journal.append([RemoveEntry(tuple(int(i) for i in ids))])
+            return removed
+
+    def replay(self, entries: Iterable[Entry]) -> int:
+        """Apply journal entries (at load, or onto a rebuilt index); returns how many."""
+        n = 0
+        for entry in entries:
+            if isinstance(entry, AddEntry):
+                ((got, created),) = self.catalog.add([entry.image], ids=[entry.id])
+                if created:
+                    self.index.add_with_ids(entry.vector[None, :], np.array([got], dtype=np.int64))
+            else:
+                self.index.remove_ids(np.asarray(entry.ids, dtype=np.int64))  # type: ignore[arg-type]
+                self.catalog.remove(entry.ids)
+            n += 1
+        return n
 
     def rows(self, ids: list[int]) -> dict[int, CatalogRow]:
         return self.catalog.get(ids)
@@ -259,13 +286,19 @@ class ImageIndex:
         self.save(staged)
         publish(root, staged)
         self.path = Path(root) / "versions" / name
+        if self.journal is not None:  # the new version holds every write so far
+            old = self.journal.path
+            self.journal = Journal(journal_path(root, name))
+            old.unlink(missing_ok=True)
         return name
 
     def close(self) -> None:
         self.catalog.close()
 
 
-def load(root: str | Path, encoder_checksum: str | None = None, writable: bool = False) -> ImageIndex:
+def load(
+    root: str | Path, encoder_checksum: str | None = None, writable: bool = False, clean: bool = True
+) -> ImageIndex:
     """Open the current version of an index directory.
 
     Half-written versions are cleaned up first. With `encoder_checksum`, an index built by a
@@ -273,7 +306,7 @@ def load(root: str | Path, encoder_checksum: str | None = None, writable: bool =
     Read-only opens memory-map the index file where FAISS supports it.
     """
     root = Path(root)
-    if writable:
+    if writable and clean:
         clean_staging(root)
     version = current_version(root)
     manifest = json.loads((version / MANIFEST_FILE).read_text())
@@ -286,15 +319,26 @@ def load(root: str | Path, encoder_checksum: str | None = None, writable: bool =
         )
     path = str(version / INDEX_FILE)
     if writable:
-        # Writes go to a private copy; commit() publishes them as a new version.
+        # Writes go to a private copy of the catalog plus the journal (replayed here);
+        # commit() publishes them as a new version.
         index = faiss.read_index(path)
         work = staging_dir(root)
         shutil.copy2(version / CATALOG_FILE, work / CATALOG_FILE)
-        catalog = Catalog(work / CATALOG_FILE)
+        journal = Journal(journal_path(root, version.name))
+        opened = ImageIndex(index, Catalog(work / CATALOG_FILE), manifest, version)
+        replayed = opened.replay(journal.replay())
+        opened.journal = journal
+        if replayed:
+            LOG.info("replayed %d journalled write(s) onto %s", replayed, version.name)
+        return opened
     else:
         try:
             index = faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         except RuntimeError:
             index = faiss.read_index(path)
-        catalog = Catalog(version / CATALOG_FILE, read_only=True)
+    catalog = Catalog(version / CATALOG_FILE, read_only=True)
     return ImageIndex(index, catalog, manifest, version)
+
+
+def journal_path(root: str | Path, version: str) -> Path:
+    return Path(root) / "journal" / f"{version}.jsonl"

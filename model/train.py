@@ -68,10 +68,11 @@ class CachedFeed:
     """Batches of uint8 images from the in-memory tensor cache; a seeded shuffle per epoch."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int) -> None:
+        if images.shape[0] < 2:
+            raise ValueError(f"only {images.shape[0]} training image(s): contrastive learning needs at least 2")
         if images.shape[0] < batch_size:
-            raise ValueError(
-                f"only {images.shape[0]} training images for batch size {batch_size}; lower --batch-size or add images"
-            )
+            LOG.warning("only %d training images: using them all as one batch", images.shape[0])
+            batch_size = int(images.shape[0])
         self.images, self.labels, self.batch_size, self.seed = images, labels, batch_size, seed
         self.steps_per_epoch = images.shape[0] // batch_size  # drop the last partial batch
 

@@ -79,9 +79,10 @@ def test_non_finite_loss_stops_with_a_clear_error(image_folder: Path, tmp_path: 
         train(tiny_config(lr=1e30, epochs=1), str(image_folder), tmp_path / "run", progress=False)
 
 
-def test_batch_larger_than_collection_is_refused(image_folder: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="batch size"):
-        train(tiny_config(batch_size=512), str(image_folder), tmp_path / "run", progress=False)
+def test_small_collections_train_with_a_smaller_batch(image_folder: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(batch_size=512, epochs=2, knn_every=0)
+    result = train(cfg, str(image_folder), tmp_path / "run", progress=False)
+    assert result.finished and result.step == 2  # one batch of all 36 training images per epoch
 
 
 def test_progressive_resizing_schedule() -> None:

@@ -1,0 +1,101 @@
+"""Adding and removing images, and rebuilding the index: the write and admin endpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, HTTPException, Path, Request, Response, UploadFile
+
+from app.deps import AdminDep, ReadyServiceDep, SettingsDep, image_error, read_upload, unprocessable
+from app.jobs import Rebuilder, RebuildRunningError
+from app.schemas import ERROR_RESPONSES, AddedImage, AddImagesResponse, RebuildJobInfo, RebuildRequest
+from app.service import Timings
+from model.data import UnreadableImageError
+
+router = APIRouter(tags=["writes"])
+
+AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
+    401: {"description": "An API key is configured and the request has none."},
+    403: {"description": "Wrong API key."},
+}
+
+
+def rebuilder(request: Request) -> Rebuilder:
+    found: Rebuilder = request.app.state.rebuilder
+    return found
+
+
+@router.post(
+    "/images",
+    status_code=201,
+    response_model=AddImagesResponse,
+    dependencies=[AdminDep],
+    responses={**ERROR_RESPONSES, **AUTH_RESPONSES},
+)
+async def add_images(
+    service: ReadyServiceDep,
+    settings: SettingsDep,
+    images: Annotated[list[UploadFile], File(description="One or more images to add.")],
+    labels: Annotated[list[str] | None, Form(description="Optional label per image, in order.")] = None,
+    uris: Annotated[list[str] | None, Form(description="Optional source URI per image, in order.")] = None,
+) -> AddImagesResponse:
+    """Store, embed and index images; durable when this answers 201. Same bytes: same id."""
+    if not 1 <= len(images) <= settings.max_batch_images:
+        unprocessable(["body", "images"], f"send between 1 and {settings.max_batch_images} images")
+    for name, values in (("labels", labels), ("uris", uris)):
+        if values is not None and len(values) != len(images):
+            unprocessable(["body", name], f"give one {name[:-1]} per image ({len(images)}), or none")
+    blobs = [await read_upload(img, settings) for img in images]
+    uploads = [(b, labels[i] if labels else None, uris[i] if uris else None) for i, b in enumerate(blobs)]
+    try:
+        added = await service.add_images(uploads, Timings())
+    except UnreadableImageError as exc:
+        raise image_error(exc) from exc
+    assert service.index is not None
+    return AddImagesResponse(
+        images=[AddedImage(id=i, created=c, sha256=s) for i, c, s in added], index_version=service.index.version
+    )
+
+
+@router.delete(
+    "/images/{image_id}",
+    status_code=204,
+    dependencies=[AdminDep],
+    responses={404: {"description": "Unknown id."}, 503: ERROR_RESPONSES[503], **AUTH_RESPONSES},
+)
+async def delete_image(service: ReadyServiceDep, image_id: Annotated[int, Path(description="Image id.")]) -> Response:
+    """Remove an image from the index, the catalog and the image store."""
+    if not await service.remove_image(image_id):
+        raise HTTPException(404, f"no image with id {image_id}")
+    return Response(status_code=204)
+
+
+@router.post(
+    "/index/rebuild",
+    status_code=202,
+    response_model=RebuildJobInfo,
+    dependencies=[AdminDep],
+    responses={409: {"description": "A rebuild is already running."}, 503: ERROR_RESPONSES[503], **AUTH_RESPONSES},
+)
+async def start_rebuild(
+    request: Request, service: ReadyServiceDep, body: RebuildRequest | None = None
+) -> RebuildJobInfo:
+    """Re-embed the catalog and swap in a new index version in the background."""
+    body = body or RebuildRequest()
+    if body.encoder_path is not None and not body.encoder_path.strip():
+        unprocessable(["body", "encoder_path"], "encoder_path must not be empty")
+    try:
+        job = rebuilder(request).start(body.encoder_path, body.factory)
+    except RebuildRunningError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return RebuildJobInfo(**dataclasses.asdict(job))
+
+
+@router.get("/index/rebuild/{job_id}", response_model=RebuildJobInfo, responses={404: {"description": "Unknown job."}})
+async def rebuild_status(request: Request, job_id: Annotated[str, Path(max_length=64)]) -> RebuildJobInfo:
+    """State, progress, timings and error of a rebuild job."""
+    job = rebuilder(request).jobs.get(job_id)
+    if job is None:
+        raise HTTPException(404, f"no rebuild job {job_id!r}")
+    return RebuildJobInfo(**dataclasses.asdict(job))
