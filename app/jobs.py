@@ -67,6 +67,16 @@ class Rebuilder:
         self.jobs: dict[str, RebuildJob] = {}
         self._lock = threading.Lock()
         self._running: RebuildJob | None = None
+        self._deferred_deletes: list[str] = []
+
+    def delete_bytes(self, sha256: str) -> None:
+        """Delete a removed image's bytes, or after the running rebuild (which may still read them)."""
+        with self._lock:
+            if self._running is not None:
+                self._deferred_deletes.append(sha256)
+                return
+        assert self.service.store is not None
+        self.service.store.delete(sha256)
 
     def start(self, encoder_path: str | None = None, factory: str | None = None) -> RebuildJob:
         with self._lock:
@@ -93,6 +103,10 @@ class Rebuilder:
             job.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
             with self._lock:
                 self._running = None
+                deferred, self._deferred_deletes = self._deferred_deletes, []
+            assert self.service.store is not None
+            for sha in deferred:
+                self.service.store.delete(sha)
 
     def _embed(self, encoder: Encoder, shas: list[str], job: RebuildJob | None = None) -> np.ndarray:
         store = self.service.store
@@ -161,6 +175,7 @@ class Rebuilder:
             Journal(journal_path(root, name)).append(tail)
             publish(root, staged)
             new = load(root, encoder_checksum=encoder.checksum, writable=True, clean=False)
+            old.retired = True  # writes waiting on the old lock retry on the new index
             service.swap(new, encoder)
             old.journal.path.unlink(missing_ok=True)
         job.version = name

@@ -6,9 +6,10 @@ import asyncio
 import io
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -19,11 +20,12 @@ from app.config import Settings
 from app.metrics import BATCH_SIZE, INDEX_SIZE, STAGE_SECONDS
 from index.catalog import CatalogRow, NewImage
 from index.images import ImageStore
-from index.store import ImageIndex, load
+from index.store import ImageIndex, IndexRetiredError, load
 from model.data import ImageTooLargeError, UnreadableImageError, decode_square
 from model.embed import Encoder, load_encoder
 
 LOG = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Formats we decode; anything else that PIL recognises is an unsupported type (415).
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
@@ -101,21 +103,28 @@ class SearchService:
                 width, height = img.size
             sha = await asyncio.to_thread(self.store.put, data)
             metas.append(NewImage(uri or f"upload/{sha}", sha, width, height, label))
-        index = self.index
-        results = await asyncio.to_thread(index.add, vectors, metas)
+        results = await self._write(lambda index: index.add(vectors, metas))
         return [(i, created, m.sha256) for (i, created), m in zip(results, metas, strict=True)]
 
-    async def remove_image(self, image_id: int) -> bool:
-        """Remove from the index, the catalog (journalled) and the image store."""
-        assert self.index is not None and self.store is not None
-        index = self.index
-        row = index.rows([image_id]).get(image_id)
+    async def remove_image(self, image_id: int) -> str | None:
+        """Remove from the index and the catalog (journalled). Returns the sha256 of the bytes
+        it held (the caller deletes them from the store) or None for an unknown id."""
+        assert self.index is not None
+        row = self.index.rows([image_id]).get(image_id)
         if row is None:
-            return False
-        removed = await asyncio.to_thread(index.remove, [image_id])
-        if removed:  # sha256 is unique in the catalog, so no other id shares these bytes
-            await asyncio.to_thread(self.store.delete, row.sha256)
-        return bool(removed)
+            return None
+        removed = await self._write(lambda current: current.remove([image_id]))
+        return row.sha256 if removed else None
+
+    async def _write(self, operation: Callable[[ImageIndex], T]) -> T:
+        """Run a write on the live index; if a rebuild retired it meanwhile, on its successor."""
+        for _ in range(5):
+            assert self.index is not None
+            try:
+                return await asyncio.to_thread(operation, self.index)
+            except IndexRetiredError:
+                continue
+        raise RuntimeError("the index kept being replaced during a write; try again")
 
     def start_batcher(self) -> None:
         def embed_batch(pixels: np.ndarray) -> np.ndarray:

@@ -42,6 +42,10 @@ class IndexNotFoundError(FileNotFoundError):
     pass
 
 
+class IndexRetiredError(RuntimeError):
+    """This open index was replaced by a newer version; write to the current one instead."""
+
+
 class EncoderMismatchError(ValueError):
     """The index was built with another encoder than the one given."""
 
@@ -179,6 +183,7 @@ class ImageIndex:
     ) -> None:
         self.index, self.catalog, self.manifest, self.path, self.journal = index, catalog, manifest, path, journal
         self.lock = RWLock()
+        self.retired = False  # set (under the write lock) when a rebuild swaps in a new version
         params = manifest.get("search_params") or {}
         for value in params.values():
             set_search_param(self.index, int(value))
@@ -225,6 +230,7 @@ class ImageIndex:
         if len(vecs) != len(images) or (len(vecs) and vecs.shape[1] != self.dim):
             raise ValueError("need one vector of the index's dimension per image")
         with self.lock.write():
+            self._check_live()
             results = self.catalog.add(images)
             fresh = [i for i, (_, created) in enumerate(results) if created]
             if fresh:
@@ -237,11 +243,16 @@ class ImageIndex:
     def remove(self, ids: list[int]) -> int:
         """Remove ids from the index and the catalog; returns how many the catalog held."""
         with self.lock.write():
+            self._check_live()
             self.index.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]
             removed = self.catalog.remove(ids)
             if self.journal is not None and removed:
                 self.journal.append([RemoveEntry(tuple(int(i) for i in ids))])
             return removed
+
+    def _check_live(self) -> None:
+        if self.retired:
+            raise IndexRetiredError(f"index version {self.version} was replaced")
 
     def replay(self, entries: Iterable[Entry]) -> int:
         """Apply journal entries (at load, or onto a rebuilt index); returns how many."""

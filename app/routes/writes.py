@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Annotated
 
@@ -64,10 +65,15 @@ async def add_images(
     dependencies=[AdminDep],
     responses={404: {"description": "Unknown id."}, 503: ERROR_RESPONSES[503], **AUTH_RESPONSES},
 )
-async def delete_image(service: ReadyServiceDep, image_id: Annotated[int, Path(description="Image id.")]) -> Response:
+async def delete_image(
+    request: Request, service: ReadyServiceDep, image_id: Annotated[int, Path(description="Image id.")]
+) -> Response:
     """Remove an image from the index, the catalog and the image store."""
-    if not await service.remove_image(image_id):
+    sha256 = await service.remove_image(image_id)
+    if sha256 is None:
         raise HTTPException(404, f"no image with id {image_id}")
+    # sha256 is unique in the catalog, so no other id shares these bytes.
+    await asyncio.to_thread(rebuilder(request).delete_bytes, sha256)
     return Response(status_code=204)
 
 

@@ -1,0 +1,86 @@
+"""The `latent-search` command end to end on a tiny synthetic collection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.slow
+def test_train_eval_index_export(image_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    text = run(
+        "train",
+        "--data",
+        str(image_folder),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--width",
+        "4",
+        "--view-size",
+        "16",
+        "--no-amp",
+        "--threads",
+        "2",
+    )
+    assert "finished" in text and (out / "encoder.pt").exists()
+    text = run(
+        "eval", "--encoder", str(out / "encoder.pt"), "--data", str(image_folder), "--k", "5", "--map-method", "pca"
+    )
+    assert json.loads((out / "eval.json").read_text())["test_images"] == 18
+    idx = tmp_path / "idx"
+    text = run("index", "build", "--encoder", str(out / "encoder.pt"), "--data", str(image_folder), "--out", str(idx))
+    assert "54 images" in text
+    manifest = json.loads(run("index", "info", str(idx)))
+    assert manifest["count"] == 54 and manifest["index_type"] == "Flat"
+    run("index", "export", str(idx), "--out", str(tmp_path / "e.npz"), "--format", "npy")
+    saved = np.load(tmp_path / "e.npz")
+    assert saved["embeddings"].shape == (54, 32) and len(set(saved["ids"].tolist())) == 54
+    run("index", "export", str(idx), "--out", str(tmp_path / "e.parquet"), "--format", "parquet")
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "e.parquet")
+    assert table.num_rows == 54 and set(table.column_names) == {"id", "uri", "label", "embedding"}
+
+
+def test_clear_errors(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "r")], env={"LATENT_SEARCH_DATA": ""})
+    assert result.exit_code == 2 and "--data" in result.output
+    result = runner.invoke(app, ["index", "info", str(tmp_path)])
+    assert result.exit_code == 2 and "index build" in result.output
+    result = runner.invoke(app, ["train", "--data", str(tmp_path), "--preset", "huge"])
+    assert result.exit_code == 2 and "unknown preset" in result.output
+
+
+@pytest.mark.slow
+def test_demo_trains_indexes_and_reuses(image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from model import config
+
+    small = config.preset("cpu-small")
+    small.encoder.width, small.train.epochs, small.train.knn_every = 4, 1, 0
+    monkeypatch.setattr(config, "preset", lambda name: small)
+    work = tmp_path / "demo"
+    first = run("demo", "--data", str(image_folder), "--workdir", str(work), "--no-serve")
+    assert "training a cpu-small encoder" in first and "indexing" in first
+    second = run("demo", "--data", str(image_folder), "--workdir", str(work), "--no-serve")
+    assert "reusing encoder" in second and "reusing index" in second
