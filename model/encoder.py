@@ -7,7 +7,6 @@ whose output feeds the contrastive loss and is thrown away after training.
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from model.config import EncoderConfig
@@ -50,6 +49,8 @@ class SmallCNN(nn.Module):
 
 def _resnet(arch: str, small_stem: bool) -> tuple[nn.Module, int]:
     """torchvision ResNet without its classifier; CIFAR-style stem for small inputs."""
+    import torchvision  # only the ResNets need it (the small CNN serves without torchvision)
+
     net = getattr(torchvision.models, arch)(weights=None)
     if small_stem:
         net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
