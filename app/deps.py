@@ -5,13 +5,15 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, NoReturn
 
-from fastapi import Depends, HTTPException, Request, UploadFile
+from fastapi import Depends, HTTPException, Path, Request, UploadFile
 
 from app.config import Settings, get_settings
 from app.service import SearchService, UnsupportedImageTypeError
 from model.data import ImageTooLargeError, UnreadableImageError
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+# Ids are SQLite INTEGER PRIMARY KEYs: anything outside 0 .. 2^63 - 1 cannot exist (422, not a crash).
+ImageId = Annotated[int, Path(ge=0, le=2**63 - 1, description="Stable 64-bit image id.")]
 
 
 def get_service(request: Request) -> SearchService:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 
-from app.deps import ReadyServiceDep
+from app.deps import ImageId, ReadyServiceDep
 
 router = APIRouter(tags=["images"])
 
@@ -33,7 +31,7 @@ def sniff(data: bytes) -> str:
         404: {"description": "Unknown id."},
     },
 )
-async def get_image(service: ReadyServiceDep, image_id: Annotated[int, Path(description="Image id.")]) -> Response:
+async def get_image(service: ReadyServiceDep, image_id: ImageId) -> Response:
     """The stored bytes of an indexed image, with its content type."""
     assert service.index is not None and service.store is not None
     row = service.index.rows([image_id]).get(image_id)

@@ -6,9 +6,9 @@ import asyncio
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, File, HTTPException, Path, Query, UploadFile
+from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 
-from app.deps import ReadyServiceDep, SettingsDep, check_k, image_error, read_upload, unprocessable
+from app.deps import ImageId, ReadyServiceDep, SettingsDep, check_k, image_error, read_upload, unprocessable
 from app.schemas import ERROR_RESPONSES, BatchSearchResponse, Neighbour, SearchResponse
 from app.service import Neighbour as Hit
 from app.service import SearchService, Timings
@@ -87,7 +87,7 @@ async def search_batch(
 async def similar(
     service: ReadyServiceDep,
     settings: SettingsDep,
-    image_id: Annotated[int, Path(description="Id of an indexed image.")],
+    image_id: ImageId,
     k: KQuery = 10,
     min_score: MinScore = None,
 ) -> SearchResponse:

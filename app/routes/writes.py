@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Path, Request, Response, UploadFile
 
-from app.deps import AdminDep, ReadyServiceDep, SettingsDep, image_error, read_upload, unprocessable
+from app.deps import AdminDep, ImageId, ReadyServiceDep, SettingsDep, image_error, read_upload, unprocessable
 from app.jobs import Rebuilder, RebuildRunningError
 from app.schemas import ERROR_RESPONSES, AddedImage, AddImagesResponse, RebuildJobInfo, RebuildRequest
 from app.service import Timings
@@ -65,9 +65,7 @@ async def add_images(
     dependencies=[AdminDep],
     responses={404: {"description": "Unknown id."}, 503: ERROR_RESPONSES[503], **AUTH_RESPONSES},
 )
-async def delete_image(
-    request: Request, service: ReadyServiceDep, image_id: Annotated[int, Path(description="Image id.")]
-) -> Response:
+async def delete_image(request: Request, service: ReadyServiceDep, image_id: ImageId) -> Response:
     """Remove an image from the index, the catalog and the image store."""
     sha256 = await service.remove_image(image_id)
     if sha256 is None:

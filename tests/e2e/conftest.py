@@ -1,4 +1,4 @@
-"""A real uvicorn server on loopback, in a background thread."""
+"""Real uvicorn servers on loopback, in a background thread of the test process."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -22,27 +23,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture()
-def live_server(tiny_encoder: Path, tiny_index: Path) -> Iterator[str]:  # noqa: F811
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(make_settings(tiny_encoder, tiny_index)), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+def wait_ready(base: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                break
+                return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    else:
-        raise AssertionError("server not ready in 30 s")
-    yield base
-    server.should_exit = True
-    thread.join(10)
+    raise AssertionError(f"server at {base} not ready in {timeout} s")
+
+
+@contextmanager
+def run_server(encoder: Path, index: Path, **settings: object) -> Iterator[str]:
+    port = free_port()
+    app = create_app(make_settings(encoder, index, **settings))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base)
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture()
+def live_server(tiny_encoder: Path, tiny_index: Path) -> Iterator[str]:  # noqa: F811
+    with run_server(tiny_encoder, tiny_index) as base:
+        yield base

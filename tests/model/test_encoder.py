@@ -9,7 +9,7 @@ from model.config import EncoderConfig, preset
 from model.encoder import ProjectionHead, SimCLRModel
 
 
-@pytest.mark.parametrize(("name", "feature_dim"), [("cpu-small", 256), ("resnet18", 512), ("resnet50", 2048)])
+@pytest.mark.parametrize(("name", "feature_dim"), [("cpu-small", 192), ("resnet18", 512), ("resnet50", 2048)])
 def test_preset_shapes(name: str, feature_dim: int) -> None:
     cfg = preset(name)
     model = SimCLRModel(cfg.encoder).eval()
