@@ -185,13 +185,14 @@ class _DropOwn:
     """Presents `index` to `tune` with each query's own id removed from its results."""
 
     def __init__(self, index: faiss.Index, own: np.ndarray, k: int) -> None:
-        self.index, self.own, self.k = index, own, k
+        # Not named `index`: attribute look-ups (e.g. `.index` of an id map) must reach the real index.
+        self.wrapped, self.own, self.k = index, own, k
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.index, name)
+        return getattr(self.wrapped, name)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        scores, found = self.index.search(queries, k + 1)
+        scores, found = self.wrapped.search(queries, k + 1)
         return scores, _drop_own(found, self.own, k)
 
 

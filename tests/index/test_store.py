@@ -79,6 +79,14 @@ def test_tuned_ivf_meets_recall_on_queries_it_was_not_tuned_on() -> None:
     assert recall_at_k(found, truth, 10) >= 0.93  # unseen queries: within noise of the target
 
 
+def test_hnsw_gets_its_ef_search_tuned() -> None:
+    base = clustered_vectors(5000, 16, 50, seed=3)
+    ids = np.arange(5000, dtype=np.int64)
+    index = build_faiss(base, ids, "HNSW16")
+    report = tune_index(index, base, ids, target=0.99)
+    assert set(report["search_params"]) == {"efSearch"} and report["recall_at_10"] >= 0.99
+
+
 def test_plan_follows_size_and_budget() -> None:
     assert plan_index(10_000, 512, 2**30).factory == "Flat"
     assert plan_index(1_000_000, 512, 4 * 2**30).factory.endswith(",Flat")
