@@ -2,8 +2,10 @@
 each other share one forward pass of the encoder.
 
 Each caller awaits `embed(pixels)`; a single worker task gathers up to `max_size` pending
-requests, waiting at most `max_wait_s` after the first one, and runs the batch in one
-dedicated thread, so the event loop never blocks on torch and torch never runs twice at once.
+requests and runs the batch in one dedicated thread, so the event loop never blocks on torch
+and torch never runs twice at once. It waits (at most `max_wait_s`) for company only while
+`expected()` says more requests are on their way (e.g. still decoding): a lone request is
+never delayed.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class MicroBatcher:
         max_size: int = 32,
         max_wait_s: float = 0.003,
         on_batch: Callable[[int, float], None] | None = None,
+        expected: Callable[[], int] | None = None,
     ) -> None:
         if max_size < 1 or max_wait_s < 0:
             raise ValueError("max_size must be >= 1 and max_wait_s >= 0")
@@ -41,6 +44,7 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
         self._task: asyncio.Task[None] | None = None
+        self.expected = expected or (lambda: 0)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -68,6 +72,8 @@ class MicroBatcher:
                 continue
             except asyncio.QueueEmpty:
                 pass
+            if self.expected() <= 0:
+                break  # nobody else is on the way: do not wait
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break

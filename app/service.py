@@ -60,6 +60,7 @@ class SearchService:
     store: ImageStore | None = None
     batcher: MicroBatcher | None = None
     load_error: str | None = None
+    decoding: int = 0  # requests between upload and embedding (the batcher waits for them)
     decode_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(4, "decode"))
 
     @property
@@ -136,6 +137,7 @@ class SearchService:
             self.settings.batch_max_size,
             self.settings.batch_max_wait_ms / 1000,
             on_batch=lambda n, _: BATCH_SIZE.observe(n),
+            expected=lambda: self.decoding,
         )
         self.batcher.start()
 
@@ -157,7 +159,11 @@ class SearchService:
 
     async def decode_async(self, data: bytes, timings: Timings) -> np.ndarray:
         started = time.perf_counter()
-        pixels = await asyncio.get_running_loop().run_in_executor(self.decode_pool, self.decode, data)
+        self.decoding += 1
+        try:
+            pixels = await asyncio.get_running_loop().run_in_executor(self.decode_pool, self.decode, data)
+        finally:
+            self.decoding -= 1
         elapsed = time.perf_counter() - started
         STAGE_SECONDS.labels("decode").observe(elapsed)
         timings.decode_ms += 1000 * elapsed

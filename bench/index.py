@@ -107,7 +107,8 @@ def main() -> None:
             r["speedup"] = r["qps_single"] / exact_single
             rows.append(r)
     body = (
-        f"## Index ({today()})\n\n`uv run python -m bench.index --sizes {' '.join(map(str, args.sizes))}` on "
+        f"## Index ({today()})\n\n`uv run python -m bench.index --sizes {' '.join(map(str, args.sizes))} "
+        f"--hnsw-max {args.hnsw_max}` on "
         f"{machine()}, faiss {faiss.__version__}, {faiss.omp_get_max_threads()} OpenMP threads.\n"
         "d = 512 clustered synthetic unit vectors (2,000 overlapping Gaussian components in a 64-d subspace "
         "+ isotropic noise); "

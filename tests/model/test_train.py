@@ -93,3 +93,12 @@ def test_progressive_resizing_schedule() -> None:
     assert sizes[0] == 16 and sizes[-1] == 32 and sizes[50] == 32
     assert sizes == sorted(sizes) and all(s % 4 == 0 for s in sizes)
     assert crop_size_at(AugmentConfig(crop_size=32), 0, 100) == 32
+
+
+def test_collections_over_the_cache_limit_stream_through_workers(image_tar: Path, tmp_path: Path) -> None:
+    # A 1-byte cache limit forces the DataLoader path (decode on the fly, 2 workers).
+    cfg = tiny_config(epochs=2, knn_every=0, cache_max_bytes=1, num_workers=2)
+    result = train(cfg, str(image_tar), tmp_path / "run", progress=False)
+    assert result.finished and result.step == 2 * (54 // 8)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r["kind"] == "epoch" for r in rows) == 2 and all(r["loss"] == r["loss"] for r in rows)

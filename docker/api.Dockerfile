@@ -1,0 +1,31 @@
+# The search service for CPU hosts. Build here with docker/build-local.sh (local base image,
+# offline wheelhouse); elsewhere `docker build -f docker/api.Dockerfile .` after filling
+# docker/wheelhouse with `docker/build-local.sh --wheels-only`.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+FROM ${BASE_IMAGE} AS deps
+# Dependencies first, in their own layer: code changes do not reinstall them.
+COPY docker/requirements-api.txt /tmp/requirements-api.txt
+COPY docker/wheelhouse/ /wheelhouse/
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheelhouse -r /tmp/requirements-api.txt \
+ && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
+ && rm -rf /opt/venv/lib/python3*/site-packages/torch/include /opt/venv/lib/python3*/site-packages/torch/share
+
+FROM ${BASE_IMAGE}
+RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent latent
+COPY --from=deps /opt/venv /opt/venv
+WORKDIR /srv/latent-search
+COPY model/ ./model/
+COPY index/ ./index/
+COPY app/ ./app/
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/srv/latent-search \
+    PYTHONUNBUFFERED=1 \
+    LATENT_SEARCH_ENCODER_PATH=/data/encoder/encoder.pt \
+    LATENT_SEARCH_INDEX_PATH=/data/index
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"]
+CMD ["python3", "-m", "uvicorn", "app.main:app_factory", "--factory", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Build the API image on a machine without Docker Hub access (this one):
+#   1. start Debian's Docker engine if none answers,
+#   2. make a local base image (debootstrap bookworm + python3) unless it exists,
+#   3. download the API's Python wheels on the host into docker/wheelhouse (torch: CPU build),
+#   4. docker build docker/api.Dockerfile on that base, and print the image size.
+# Usage: docker/build-local.sh [--wheels-only]      (run as root)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BASE=${BASE:-latent-search/base:bookworm}
+IMAGE=${IMAGE:-latent-search/api:local}
+WHEELS=docker/wheelhouse
+
+wheels() {
+    mkdir -p "$WHEELS"
+    # pip here finds torch's CPU wheel (2.13.0+cpu) in its local find-links folder.
+    python3 -m pip download --quiet --only-binary=:all: --dest "$WHEELS" -r docker/requirements-api.txt
+    ls "$WHEELS" | grep -q '^torch-2.13.0+cpu' || { echo "the wheelhouse lacks torch's CPU build" >&2; exit 1; }
+}
+
+start_engine() {
+    docker info >/dev/null 2>&1 && return
+    command -v dockerd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-compose >/dev/null; }
+    nohup dockerd --data-root /var/lib/docker-ls --storage-driver vfs --iptables=false --bridge=none \
+        >/tmp/dockerd.log 2>&1 &
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && return; sleep 1; done
+    echo "dockerd did not start; see /tmp/dockerd.log" >&2
+    exit 1
+}
+
+base_image() {
+    docker image inspect "$BASE" >/dev/null 2>&1 && return
+    command -v debootstrap >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
+    rootfs=$(mktemp -d /tmp/latent-rootfs.XXXX)
+    debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
+        bookworm "$rootfs" http://deb.debian.org/debian >/tmp/debootstrap.log
+    tar -C "$rootfs" -c . | docker import - "$BASE" >/dev/null
+    rm -rf "$rootfs"
+}
+
+wheels
+[ "${1:-}" = "--wheels-only" ] && exit 0
+start_engine
+base_image
+started=$(date +%s)
+docker build --network host --build-arg BASE_IMAGE="$BASE" -f docker/api.Dockerfile -t "$IMAGE" . >/tmp/docker-build.log
+echo "built $IMAGE in $(( $(date +%s) - started )) s; size $(docker image inspect "$IMAGE" --format '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}')"

@@ -1,0 +1,93 @@
+"""The API image, built and run for real: mounted encoder + index, a real search, non-root, healthy.
+
+Skipped (with the reason) where no Docker engine answers; `docker/build-local.sh` (as root)
+starts Debian's engine, makes a local base image and builds the image here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.conftest import encode, pattern_image
+from tests.e2e.conftest import free_port, wait_ready
+
+IMAGE = "latent-search/api:local"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def engine_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not engine_answers(), reason="no Docker engine answers here (docker/build-local.sh starts one)"),
+]
+
+
+def docker(*args: str, check: bool = True) -> str:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=900)
+    if check and done.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed: {done.stderr}")
+    return done.stdout.strip()
+
+
+def test_api_image_serves_a_mounted_index(tiny_encoder: Path, tiny_index: Path, tmp_path: Path) -> None:
+    if docker("image", "inspect", IMAGE, check=False) == "[]" or not docker("images", "-q", IMAGE):
+        subprocess.run([str(ROOT / "docker" / "build-local.sh")], check=True, timeout=1800)
+    index = tmp_path / "index"
+    shutil.copytree(tiny_index, index)
+    for path in [index, *index.rglob("*")]:  # the container's non-root user writes its journal here
+        path.chmod(0o777 if path.is_dir() else 0o666)
+    port = free_port()
+    name = f"latent-search-test-{port}"
+    docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "host",
+        "-v",
+        f"{tiny_encoder.parent}:/data/encoder:ro",
+        "-v",
+        f"{index}:/data/index",
+        "-e",
+        "LATENT_SEARCH_TORCH_THREADS=1",
+        IMAGE,
+        "python3",
+        "-m",
+        "uvicorn",
+        "app.main:app_factory",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(base, timeout=120)
+        query = encode(pattern_image(0, np.random.default_rng(3)), "PNG")
+        r = httpx.post(f"{base}/search", files={"image": ("q.png", query, "image/png")}, params={"k": 5}, timeout=30)
+        assert r.status_code == 200 and len(r.json()["neighbours"]) == 5
+        assert docker("exec", name, "id", "-u") != "0"
+        deadline = time.monotonic() + 90
+        health = ""
+        while time.monotonic() < deadline:
+            health = docker("inspect", "--format", "{{.State.Health.Status}}", name)
+            if health == "healthy":
+                break
+            time.sleep(2)
+        assert health == "healthy"
+    finally:
+        docker("rm", "-f", name, check=False)
