@@ -23,9 +23,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/srv/latent-search \
     PYTHONUNBUFFERED=1 \
     LATENT_SEARCH_ENCODER_PATH=/data/encoder/encoder.pt \
-    LATENT_SEARCH_INDEX_PATH=/data/index
+    LATENT_SEARCH_INDEX_PATH=/data/index \
+    UVICORN_HOST=0.0.0.0 \
+    UVICORN_PORT=8000
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-    CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"]
-CMD ["python3", "-m", "uvicorn", "app.main:app_factory", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['UVICORN_PORT']}/health\", timeout=2)"]
+# uvicorn reads UVICORN_HOST / UVICORN_PORT (and any other UVICORN_* option) from the environment.
+CMD ["python3", "-m", "uvicorn", "app.main:app_factory", "--factory"]

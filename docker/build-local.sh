@@ -14,7 +14,8 @@ WHEELS=docker/wheelhouse
 wheels() {
     mkdir -p "$WHEELS"
     # pip here finds torch's CPU wheel (2.13.0+cpu) in its local find-links folder.
-    python3 -m pip download --quiet --only-binary=:all: --dest "$WHEELS" -r docker/requirements-api.txt
+    python3 -m pip download --quiet --only-binary=:all: --dest "$WHEELS" -r docker/requirements-api.txt 2>&1 \
+        | grep -v "WARNING: Location" || true
     ls "$WHEELS" | grep -q '^torch-2.13.0+cpu' || { echo "the wheelhouse lacks torch's CPU build" >&2; exit 1; }
 }
 
@@ -34,7 +35,8 @@ base_image() {
     rootfs=$(mktemp -d /tmp/latent-rootfs.XXXX)
     debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
         bookworm "$rootfs" http://deb.debian.org/debian >/tmp/debootstrap.log
-    tar -C "$rootfs" -c . | docker import - "$BASE" >/dev/null
+    chmod 755 "$rootfs"  # mktemp made it 0700: as the image's / it would lock out the non-root user
+    tar -C "$rootfs" -c . | docker import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - "$BASE" >/dev/null
     rm -rf "$rootfs"
 }
 

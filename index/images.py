@@ -33,6 +33,7 @@ class ImageStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
+            os.fchmod(fd, 0o644)  # not mkstemp's 0600: the service may run as another user
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()

@@ -31,6 +31,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from a service running as another user
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
             fh.flush()

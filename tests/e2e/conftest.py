@@ -25,14 +25,17 @@ def free_port() -> int:
 
 def wait_ready(base: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
+    last = "no answer"
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+            r = httpx.get(f"{base}/ready", timeout=1)
+            if r.status_code == 200:
                 return
-        except httpx.HTTPError:
-            pass
+            last = r.text
+        except httpx.HTTPError as exc:
+            last = repr(exc)
         time.sleep(0.1)
-    raise AssertionError(f"server at {base} not ready in {timeout} s")
+    raise AssertionError(f"server at {base} not ready in {timeout} s: {last}")
 
 
 @contextmanager

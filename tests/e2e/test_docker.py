@@ -44,9 +44,14 @@ def docker(*args: str, check: bool = True) -> str:
 def test_api_image_serves_a_mounted_index(tiny_encoder: Path, tiny_index: Path, tmp_path: Path) -> None:
     if docker("image", "inspect", IMAGE, check=False) == "[]" or not docker("images", "-q", IMAGE):
         subprocess.run([str(ROOT / "docker" / "build-local.sh")], check=True, timeout=1800)
+    # pytest's temporary folders are 0700: give the container's non-root user its own copies.
+    encoder = tmp_path / "encoder"
+    encoder.mkdir(mode=0o755)
+    shutil.copy2(tiny_encoder, encoder / "encoder.pt")
+    (encoder / "encoder.pt").chmod(0o644)
     index = tmp_path / "index"
     shutil.copytree(tiny_index, index)
-    for path in [index, *index.rglob("*")]:  # the container's non-root user writes its journal here
+    for path in [index, *index.rglob("*")]:  # it writes its journal and working catalog here
         path.chmod(0o777 if path.is_dir() else 0o666)
     port = free_port()
     name = f"latent-search-test-{port}"
@@ -58,25 +63,23 @@ def test_api_image_serves_a_mounted_index(tiny_encoder: Path, tiny_index: Path, 
         "--network",
         "host",
         "-v",
-        f"{tiny_encoder.parent}:/data/encoder:ro",
+        f"{encoder}:/data/encoder:ro",
         "-v",
         f"{index}:/data/index",
         "-e",
         "LATENT_SEARCH_TORCH_THREADS=1",
-        IMAGE,
-        "python3",
-        "-m",
-        "uvicorn",
-        "app.main:app_factory",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
+        "-e",
+        "UVICORN_HOST=127.0.0.1",  # host network: listen on loopback only, on a free port
+        "-e",
+        f"UVICORN_PORT={port}",
+        IMAGE,  # the image's own CMD and HEALTHCHECK
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_ready(base, timeout=120)
+        try:
+            wait_ready(base, timeout=120)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\ncontainer log:\n{docker('logs', name, check=False)}") from exc
         query = encode(pattern_image(0, np.random.default_rng(3)), "PNG")
         r = httpx.post(f"{base}/search", files={"image": ("q.png", query, "image/png")}, params={"k": 5}, timeout=30)
         assert r.status_code == 200 and len(r.json()["neighbours"]) == 5

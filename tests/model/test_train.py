@@ -102,3 +102,9 @@ def test_collections_over_the_cache_limit_stream_through_workers(image_tar: Path
     assert result.finished and result.step == 2 * (54 // 8)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert sum(r["kind"] == "epoch" for r in rows) == 2 and all(r["loss"] == r["loss"] for r in rows)
+
+
+def test_encoder_file_is_readable_by_other_users(image_folder: Path, tmp_path: Path) -> None:
+    # A service in a container runs as another user than the training job that wrote the file.
+    train(tiny_config(epochs=1, knn_every=0), str(image_folder), tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "encoder.pt").stat().st_mode & 0o044 == 0o044
