@@ -14,8 +14,9 @@ WHEELS=docker/wheelhouse
 wheels() {
     mkdir -p "$WHEELS"
     # pip here finds torch's CPU wheel (2.13.0+cpu) in its local find-links folder.
-    python3 -m pip download --quiet --only-binary=:all: --dest "$WHEELS" -r docker/requirements-api.txt 2>&1 \
-        | grep -v "WARNING: Location" || true
+    # (pip's config here points at local index folders that do not all exist: drop those warnings, keep errors)
+    python3 -m pip download --quiet --only-binary=:all: --dest "$WHEELS" -r docker/requirements-api.txt \
+        2> >(grep -v "WARNING: Location" >&2)
     ls "$WHEELS" | grep -q '^torch-2.13.0+cpu' || { echo "the wheelhouse lacks torch's CPU build" >&2; exit 1; }
 }
 

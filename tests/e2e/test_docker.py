@@ -42,7 +42,7 @@ def docker(*args: str, check: bool = True) -> str:
 
 
 def test_api_image_serves_a_mounted_index(tiny_encoder: Path, tiny_index: Path, tmp_path: Path) -> None:
-    if docker("image", "inspect", IMAGE, check=False) == "[]" or not docker("images", "-q", IMAGE):
+    if not docker("images", "-q", IMAGE):  # build (or reuse) the image
         subprocess.run([str(ROOT / "docker" / "build-local.sh")], check=True, timeout=1800)
     # pytest's temporary folders are 0700: give the container's non-root user its own copies.
     encoder = tmp_path / "encoder"
@@ -55,6 +55,13 @@ def test_api_image_serves_a_mounted_index(tiny_encoder: Path, tiny_index: Path, 
         path.chmod(0o777 if path.is_dir() else 0o666)
     port = free_port()
     name = f"latent-search-test-{port}"
+    try:
+        run_and_check(name, encoder, index, port)
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def run_and_check(name: str, encoder: Path, index: Path, port: int) -> None:
     docker(
         "run",
         "-d",
@@ -74,23 +81,20 @@ def test_api_image_serves_a_mounted_index(tiny_encoder: Path, tiny_index: Path, 
         f"UVICORN_PORT={port}",
         IMAGE,  # the image's own CMD and HEALTHCHECK
     )
+    base = f"http://127.0.0.1:{port}"
     try:
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_ready(base, timeout=120)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\ncontainer log:\n{docker('logs', name, check=False)}") from exc
-        query = encode(pattern_image(0, np.random.default_rng(3)), "PNG")
-        r = httpx.post(f"{base}/search", files={"image": ("q.png", query, "image/png")}, params={"k": 5}, timeout=30)
-        assert r.status_code == 200 and len(r.json()["neighbours"]) == 5
-        assert docker("exec", name, "id", "-u") != "0"
-        deadline = time.monotonic() + 90
-        health = ""
-        while time.monotonic() < deadline:
-            health = docker("inspect", "--format", "{{.State.Health.Status}}", name)
-            if health == "healthy":
-                break
-            time.sleep(2)
-        assert health == "healthy"
-    finally:
-        docker("rm", "-f", name, check=False)
+        wait_ready(base, timeout=120)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\ncontainer log:\n{docker('logs', name, check=False)}") from exc
+    query = encode(pattern_image(0, np.random.default_rng(3)), "PNG")
+    r = httpx.post(f"{base}/search", files={"image": ("q.png", query, "image/png")}, params={"k": 5}, timeout=30)
+    assert r.status_code == 200 and len(r.json()["neighbours"]) == 5
+    assert docker("exec", name, "id", "-u") != "0"
+    deadline = time.monotonic() + 90
+    health = ""
+    while time.monotonic() < deadline:
+        health = docker("inspect", "--format", "{{.State.Health.Status}}", name)
+        if health == "healthy":
+            break
+        time.sleep(2)
+    assert health == "healthy"
