@@ -7,10 +7,10 @@ File names never come from user input (no path traversal), a file is written onc
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
+
+from model.checkpoint import atomic_file
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -30,18 +30,8 @@ class ImageStore:
         target = self.path_for(sha)
         if target.exists():
             return sha
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            os.fchmod(fd, 0o644)  # not mkstemp's 0600: the service may run as another user
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            Path(tmp).replace(target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(target) as fh:
+            fh.write(data)
         return sha
 
     def get(self, sha256: str) -> bytes | None:

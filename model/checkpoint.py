@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -22,24 +24,31 @@ from model.encoder import build_backbone
 ENCODER_FORMAT = "latent-search-encoder/1"
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`.
+@contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Write `path` through a temporary file in the same folder: fsync, then rename over it.
 
-    A crash at any point leaves either the old file or the new one, never half of one.
+    A crash at any point leaves either the old file or the new one, never half of one. The file
+    is 0644 (not mkstemp's 0600): a service running as another user must be able to read it.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from a service running as another user
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         Path(tmp).replace(target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    with atomic_file(path) as fh:
+        torch.save(obj, fh)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
