@@ -260,7 +260,7 @@ def serve(
     _serve(encoder, index, host, port)
 
 
-def _serve(encoder: Path | None, index: Path | None, host: str, port: int) -> None:
+def _serve(encoder: Path | None, index: Path | None, host: str, port: int, api_key: str | None = None) -> None:
     import uvicorn
 
     from app.config import Settings
@@ -271,6 +271,8 @@ def _serve(encoder: Path | None, index: Path | None, host: str, port: int) -> No
         overrides["encoder_path"] = encoder
     if index:
         overrides["index_path"] = index
+    if api_key:
+        overrides["api_key"] = api_key
     settings = Settings(**overrides)
     typer.secho(f"serving on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)", fg=typer.colors.GREEN)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
@@ -330,8 +332,14 @@ def demo(
     if no_serve:
         typer.echo(f"done: serve later with `latent-search serve --encoder {encoder_path} --index {index_dir}`")
         return
+    import secrets
+
+    api_key = os.environ.get("LATENT_SEARCH_API_KEY") or secrets.token_urlsafe(24)
+    if "LATENT_SEARCH_API_KEY" not in os.environ:
+        typer.secho(f"API key for writes (POST/DELETE /images, POST /index/rebuild): {api_key}", fg=typer.colors.YELLOW)
+        typer.echo("  (set LATENT_SEARCH_API_KEY to choose your own; send it as 'Authorization: Bearer <key>')")
     typer.echo("[3/3] starting the server")
-    _serve(encoder_path, index_dir, host, port)
+    _serve(encoder_path, index_dir, host, port, api_key)
 
 
 def main() -> None:
