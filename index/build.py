@@ -138,7 +138,13 @@ def build_faiss(vectors: np.ndarray, ids: np.ndarray, factory: str, seed: int = 
         n_train = min(len(vectors), max(50_000, 64 * getattr(faiss.extract_index_ivf(inner), "nlist", 256)))
         sample = vectors[rng.choice(len(vectors), n_train, replace=False)] if n_train < len(vectors) else vectors
         inner.train(sample)
-    index = faiss.IndexIDMap2(inner)
+    try:
+        faiss.extract_index_ivf(inner)
+        # IVF lists store 64-bit ids themselves. An IndexIDMap around them would break on
+        # removal (it assumes the inner index renumbers what remains, as a flat index does).
+        index = inner
+    except RuntimeError:
+        index = faiss.IndexIDMap2(inner)
     index.add_with_ids(vectors, ids)
     return index
 

@@ -187,9 +187,7 @@ class ImageIndex:
         params = manifest.get("search_params") or {}
         for value in params.values():
             set_search_param(self.index, int(value))
-        with contextlib.suppress(RuntimeError):  # IVF needs an id -> position map to reconstruct by id
-            ivf = faiss.extract_index_ivf(unwrap(self.index))
-            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
+        self._set_direct_map(on=True)
 
     @property
     def dim(self) -> int:
@@ -244,11 +242,23 @@ class ImageIndex:
         """Remove ids from the index and the catalog; returns how many the catalog held."""
         with self.lock.write():
             self._check_live()
-            self.index.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]
+            self._remove_from_index(ids)
             removed = self.catalog.remove(ids)
             if self.journal is not None and removed:
                 self.journal.append([RemoveEntry(tuple(int(i) for i in ids))])
             return removed
+
+    def _set_direct_map(self, on: bool) -> None:
+        """IVF lists need an id -> list position map to reconstruct vectors by id ("more like this")."""
+        with contextlib.suppress(RuntimeError):  # not an IVF index: nothing to do
+            ivf = faiss.extract_index_ivf(unwrap(self.index))
+            kind = faiss.DirectMap.Hashtable if on else faiss.DirectMap.NoMap  # type: ignore[attr-defined]
+            ivf.set_direct_map_type(kind)
+
+    def _remove_from_index(self, ids: Iterable[int]) -> None:
+        # IDSelectorArray: the only selector an IVF hashtable direct map can remove with.
+        arr = np.ascontiguousarray(list(ids), dtype=np.int64)
+        self.index.remove_ids(faiss.IDSelectorArray(len(arr), faiss.swig_ptr(arr)))
 
     def _check_live(self) -> None:
         if self.retired:
@@ -263,7 +273,7 @@ class ImageIndex:
                 if created:
                     self.index.add_with_ids(entry.vector[None, :], np.array([got], dtype=np.int64))
             else:
-                self.index.remove_ids(np.asarray(entry.ids, dtype=np.int64))  # type: ignore[arg-type]
+                self._remove_from_index(entry.ids)
                 self.catalog.remove(entry.ids)
             n += 1
         return n

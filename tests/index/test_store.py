@@ -151,6 +151,22 @@ def test_ids_stay_stable_across_add_and_remove(built: Path) -> None:
     assert {r.id for r in reopened.catalog.rows()} == set(after)
 
 
+def test_ivf_index_removes_reconstructs_and_replays(tiny_encoder: Path, image_folder: Path, tmp_path: Path) -> None:
+    # Real collections above 50k images get IVF; removal and "more like this" must work there too.
+    root = tmp_path / "ivf"
+    build_index(load_encoder(tiny_encoder), image_folder, root, factory="IVF4,Flat", progress=False)
+    index = load(root, writable=True)
+    ids = sorted(r.id for r in index.catalog.rows())
+    kept = index.vectors(np.array(ids[5:8]))
+    assert index.remove(ids[:3]) == 3 and index.count == 51
+    np.testing.assert_allclose(index.vectors(np.array(ids[5:8])), kept)
+    _, found = index.search(kept, 51)
+    assert not set(ids[:3]) & set(np.concatenate(found).tolist())
+    index.close()
+    again = load(root, writable=True)  # the journalled removal replays onto the IVF index
+    assert again.count == 51 and again.remove([ids[3]]) == 1 and again.count == 50
+
+
 def test_crash_during_build_leaves_previous_version(
     built: Path, tiny_encoder: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
