@@ -21,7 +21,7 @@ from app.metrics import BATCH_SIZE, INDEX_SIZE, STAGE_SECONDS
 from index.catalog import CatalogRow, NewImage
 from index.images import ImageStore
 from index.store import ImageIndex, IndexRetiredError, load
-from model.data import ImageTooLargeError, UnreadableImageError, decode_square
+from model.data import UnreadableImageError, decode_opened, open_image
 from model.embed import Encoder, load_encoder
 
 LOG = logging.getLogger(__name__)
@@ -146,16 +146,12 @@ class SearchService:
         assert self.encoder is not None
         if not data:
             raise UnreadableImageError("the uploaded file is empty")
-        try:
-            with Image.open(io.BytesIO(data)) as probe:
-                fmt = probe.format
-        except Image.DecompressionBombError as exc:
-            raise ImageTooLargeError(str(exc)) from exc
-        except Exception as exc:
-            raise UnreadableImageError("the upload is not an image (JPEG, PNG, WebP, GIF, BMP or TIFF)") from exc
-        if fmt not in SUPPORTED_FORMATS:
-            raise UnsupportedImageTypeError(f"unsupported image type {fmt}; send JPEG, PNG, WebP, GIF, BMP or TIFF")
-        return decode_square(data, self.encoder.image_size, self.settings.max_image_pixels)
+        img = open_image(data, self.settings.max_image_pixels)  # header only: size checked before decoding
+        if img.format not in SUPPORTED_FORMATS:
+            raise UnsupportedImageTypeError(
+                f"unsupported image type {img.format}; send JPEG, PNG, WebP, GIF, BMP or TIFF"
+            )
+        return decode_opened(img, self.encoder.image_size)
 
     async def decode_async(self, data: bytes, timings: Timings) -> np.ndarray:
         started = time.perf_counter()

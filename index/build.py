@@ -23,7 +23,7 @@ from index.catalog import Catalog, NewImage
 from index.choose import exact_neighbours, plan_index, tune
 from index.images import ImageStore
 from index.store import CATALOG_FILE, INDEX_FILE, MANIFEST_FILE, publish, staging_dir
-from model.data import ImageRecord, UnreadableImageError, count_records, decode_square, iter_records, open_image
+from model.data import ImageRecord, UnreadableImageError, count_records, decode_opened, iter_records, open_image
 from model.embed import Encoder
 
 LOG = logging.getLogger(__name__)
@@ -39,11 +39,11 @@ class DecodedImage:
     data: bytes
 
 
-def describe(record: ImageRecord, size: int, max_pixels: int | None = None) -> DecodedImage:
-    """Decode one record for the index: pixels for f, and its catalog row."""
-    img = open_image(record.data) if max_pixels is None else open_image(record.data, max_pixels)
+def describe(record: ImageRecord, size: int) -> DecodedImage:
+    """Decode one record for the index (opened once): pixels for f, and its catalog row."""
+    img = open_image(record.data)
     width, height = img.size
-    pixels = decode_square(record.data, size) if max_pixels is None else decode_square(record.data, size, max_pixels)
+    pixels = decode_opened(img, size)
     sha = hashlib.sha256(record.data).hexdigest()
     return DecodedImage(pixels, NewImage(record.uri, sha, width, height, record.label), record.data)
 

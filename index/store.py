@@ -20,7 +20,6 @@ import shutil
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -164,12 +163,6 @@ class RWLock:
                 self._cond.notify_all()
 
 
-@dataclass
-class SearchHit:
-    id: int
-    score: float
-
-
 class ImageIndex:
     """An open index version: FAISS index (with an id map) + catalog + manifest."""
 
@@ -187,7 +180,7 @@ class ImageIndex:
         params = manifest.get("search_params") or {}
         for value in params.values():
             set_search_param(self.index, int(value))
-        self._set_direct_map(on=True)
+        self._enable_lookup_by_id()
 
     @property
     def dim(self) -> int:
@@ -248,12 +241,11 @@ class ImageIndex:
                 self.journal.append([RemoveEntry(tuple(int(i) for i in ids))])
             return removed
 
-    def _set_direct_map(self, on: bool) -> None:
+    def _enable_lookup_by_id(self) -> None:
         """IVF lists need an id -> list position map to reconstruct vectors by id ("more like this")."""
         with contextlib.suppress(RuntimeError):  # not an IVF index: nothing to do
             ivf = faiss.extract_index_ivf(unwrap(self.index))
-            kind = faiss.DirectMap.Hashtable if on else faiss.DirectMap.NoMap  # type: ignore[attr-defined]
-            ivf.set_direct_map_type(kind)
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
 
     def _remove_from_index(self, ids: Iterable[int]) -> None:
         # IDSelectorArray: the only selector an IVF hashtable direct map can remove with.

@@ -174,7 +174,11 @@ def square_resize(img: Image.Image, size: int) -> np.ndarray:
 
 def decode_square(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Bytes -> (size, size, 3) uint8, or UnreadableImageError."""
-    img = open_image(data, max_pixels)
+    return decode_opened(open_image(data, max_pixels), size)
+
+
+def decode_opened(img: Image.Image, size: int) -> np.ndarray:
+    """An image from `open_image` (header checked, not decoded yet) -> (size, size, 3) uint8."""
     if img.format == "JPEG":
         img.draft("RGB", (size, size))  # let libjpeg downscale by 1/2..1/8 while decoding
     return square_resize(to_rgb(img), size)

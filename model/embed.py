@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,9 +80,3 @@ def load_encoder(path: str | os.PathLike[str], device: str | None = None) -> Enc
     dev = pick_device(device)
     backbone = backbone.to(dev)
     return Encoder(backbone, cfg, int(payload["feature_dim"]), file_sha256(path), str(Path(path)), dev)
-
-
-def embed_stream(encoder: Encoder, batches: Iterable[torch.Tensor], batch_size: int = 256) -> Iterator[np.ndarray]:
-    """Embed an iterable of uint8 batches lazily, one (n, d) array per batch."""
-    for batch in batches:
-        yield encoder.embed_uint8(batch, batch_size)
