@@ -88,8 +88,8 @@ class TrainConfig:
     """Optimisation, loss and bookkeeping."""
 
     epochs: int = 10
-    batch_size: int = 256
-    lr: float = 0.6  # peak learning rate (already scaled for batch_size)
+    batch_size: int = 256  # per process: N processes train with a global batch of N * batch_size
+    lr: float = 0.6  # peak learning rate (already scaled for the global batch)
     weight_decay: float = 5e-4
     momentum: float = 0.9
     optimizer: Optim = "sgd"
@@ -106,6 +106,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA
     channels_last: bool = True
     compile: bool = False
+    sync_bn: bool = True  # under data parallelism: batch-norm statistics over the global batch
     num_workers: int = 2  # decode workers when streaming (collections too big to cache)
     cache_max_bytes: int = 2 * 1024**3
     max_minutes: float = 0.0  # stop cleanly after this much training time (0: no limit)

@@ -271,7 +271,7 @@ def load_collection(
 
 
 class StreamingImages(torch.utils.data.IterableDataset[tuple[torch.Tensor, int]]):
-    """Decode on the fly, for collections too large to cache. Workers shard by position.
+    """Decode on the fly, for collections too large to cache. Processes and workers shard by position.
 
     Yields (uint8 (3, S, S), label index or -1). The order within an epoch is the source
     order passed through a seeded shuffle buffer, so it is reproducible for a fixed
@@ -285,9 +285,11 @@ class StreamingImages(torch.utils.data.IterableDataset[tuple[torch.Tensor, int]]
         classes: list[str],
         seed: int = 0,
         shuffle_buffer: int = 4096,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         super().__init__()
         self.path, self.size, self.seed, self.shuffle_buffer = path, size, seed, shuffle_buffer
+        self.shard = shard  # (this process's rank, number of processes)
         self.class_index = {name: i for i, name in enumerate(classes)}
         self.epoch = 0
 
@@ -297,10 +299,12 @@ class StreamingImages(torch.utils.data.IterableDataset[tuple[torch.Tensor, int]]
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
         info = torch.utils.data.get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
-        rng = np.random.default_rng([self.seed, self.epoch, worker])
+        rank, world = self.shard
+        part, parts = rank * n_workers + worker, world * n_workers
+        rng = np.random.default_rng([self.seed, self.epoch, part])
         buffer: list[tuple[torch.Tensor, int]] = []
         for i, record in enumerate(iter_records(self.path)):
-            if i % n_workers != worker:
+            if i % parts != part:
                 continue
             arr = _decode_or_none(record, self.size)
             if arr is None:

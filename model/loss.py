@@ -1,7 +1,9 @@
 """Contrastive losses: NT-Xent (SimCLR) and supervised contrastive (SupCon).
 
 Both take projections z of 2N views arranged as [view1 of images 0..N-1, view2 of images
-0..N-1], so the positive of row i is row (i + N) mod 2N.
+0..N-1], so the positive of row i is row (i + N) mod 2N. Under data parallelism (model.distributed)
+each process's views are contrasted against the gathered views of every process, so the negatives
+are the other 2*N*W - 2 views of the global batch, as in SimCLR's large-batch training.
 """
 
 from __future__ import annotations
@@ -10,13 +12,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.distributed import all_gather_plain, all_gather_with_grad, current
 
-def _similarities(z: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Cosine similarities / tau in float32 with the self-similarity removed (-inf)."""
-    z = F.normalize(z.float(), dim=1)
-    logits = z @ z.T / temperature
-    # -inf on the diagonal: exp(-inf) = 0, so an image is never its own negative.
-    return logits.fill_diagonal_(float("-inf"))
+
+def _local_vs_global(
+    z1: torch.Tensor, z2: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """Logits of this process's 2n views against the 2M views of the global batch.
+
+    Returns (logits (2n, 2M) float32 with each view's own column at -inf, self_cols (2n,),
+    offset, M): the global batch is [view1 of all M images, view2 of all M images] in rank
+    order, and this process's images are rows offset..offset+n-1 of each half. In one process
+    M = n and offset = 0, which is the whole-batch formula of the papers.
+    """
+    a = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    n = z1.shape[0]
+    g1, g2 = all_gather_with_grad(a[:n]), all_gather_with_grad(a[n:])
+    m = g1.shape[0]
+    offset = current().rank * n if m != n else 0
+    logits = a @ torch.cat([g1, g2]).T / temperature
+    own = torch.arange(n, device=z1.device) + offset
+    self_cols = torch.cat([own, own + m])
+    # -inf on each view's own column: exp(-inf) = 0, so an image is never its own negative.
+    logits = logits.index_put((torch.arange(2 * n, device=z1.device), self_cols), logits.new_tensor(float("-inf")))
+    return logits, self_cols, offset, m
 
 
 class NTXentLoss(nn.Module):
@@ -45,8 +64,9 @@ class NTXentLoss(nn.Module):
         n = z1.shape[0]
         if n < 2:
             raise ValueError("NT-Xent needs at least 2 images per batch")
-        logits = _similarities(torch.cat([z1, z2]), self.temperature)
-        targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z1.device)
+        logits, _, offset, m = _local_vs_global(z1, z2, self.temperature)
+        own = torch.arange(n, device=z1.device) + offset
+        targets = torch.cat([own + m, own])  # the other view of the same image
         return F.cross_entropy(logits, targets)
 
 
@@ -72,12 +92,14 @@ class SupConLoss(nn.Module):
         n = z1.shape[0]
         if z1.shape != z2.shape or labels.shape != (n,):
             raise ValueError("z1, z2 must be (N, D) and labels (N,)")
-        logits = _similarities(torch.cat([z1, z2]), self.temperature)
+        logits, self_cols, offset, _ = _local_vs_global(z1, z2, self.temperature)
         log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-        ids = torch.arange(n, device=z1.device)
-        # Unknown labels get a unique negative id so they match only their own other view.
-        keys = torch.where(labels >= 0, labels, -1 - ids).repeat(2)
-        positives = keys.view(-1, 1) == keys.view(1, -1)
-        positives.fill_diagonal_(False)
+        # Unknown labels get a unique negative id (from the global position) so they match only
+        # their own other view.
+        ids = torch.arange(n, device=z1.device) + offset
+        local_keys = torch.where(labels >= 0, labels, -1 - ids)
+        global_keys = all_gather_plain(local_keys)
+        positives = local_keys.repeat(2).view(-1, 1) == global_keys.repeat(2).view(1, -1)
+        positives[torch.arange(2 * n, device=z1.device), self_cols] = False
         pos_log_prob = torch.where(positives, log_prob, torch.zeros_like(log_prob)).sum(dim=1)
         return -(pos_log_prob / positives.sum(dim=1)).mean()

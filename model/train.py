@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,10 +24,12 @@ from tqdm import tqdm
 from model.augment import SimCLRAugment
 from model.checkpoint import atomic_torch_save, save_encoder
 from model.config import AugmentConfig, RunConfig
-from model.data import ImageCollection, count_records, load_collection
-from model.embed import embed_tensor, pick_device
+from model.distributed import DistInfo, any_process, barrier, convert_batchnorm, mean_over_processes, teardown
+from model.distributed import setup as setup_distributed
+from model.embed import embed_tensor
 from model.encoder import SimCLRModel
 from model.evaluate import collapse_warning, health, knn_accuracy
+from model.feed import CachedFeed, EvalSet, StreamFeed, prepare_data
 from model.loss import NTXentLoss, SupConLoss
 from model.optim import build_optimizer, lr_at
 
@@ -64,126 +65,34 @@ def crop_size_at(cfg: AugmentConfig, step: int, total_steps: int) -> int:
     return int(min(cfg.crop_size, max(cfg.crop_size_min, 4 * round(size / 4))))
 
 
-class CachedFeed:
-    """Batches of uint8 images from the in-memory tensor cache; a seeded shuffle per epoch."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int) -> None:
-        if images.shape[0] < 2:
-            raise ValueError(f"only {images.shape[0]} training image(s): contrastive learning needs at least 2")
-        if images.shape[0] < batch_size:
-            LOG.warning("only %d training images: using them all as one batch", images.shape[0])
-            batch_size = int(images.shape[0])
-        self.images, self.labels, self.batch_size, self.seed = images, labels, batch_size, seed
-        self.steps_per_epoch = images.shape[0] // batch_size  # drop the last partial batch
-
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        perm = torch.randperm(self.images.shape[0], generator=gen)
-        for i in range(start, self.steps_per_epoch):
-            idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
-            yield self.images[idx], self.labels[idx]
-
-
-class StreamFeed:
-    """Batches decoded on the fly by DataLoader workers, for collections too big to cache."""
-
-    def __init__(
-        self, path: str, size: int, classes: list[str], n_images: int, batch_size: int, seed: int, workers: int
-    ) -> None:
-        from model.data import StreamingImages
-
-        self.dataset = StreamingImages(path, size, classes, seed)
-        self.loader = torch.utils.data.DataLoader(
-            self.dataset,
-            batch_size=batch_size,
-            num_workers=workers,
-            drop_last=True,
-            persistent_workers=False,
-            pin_memory=torch.cuda.is_available(),
-        )
-        self.steps_per_epoch = n_images // batch_size
-
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.dataset.set_epoch(epoch)
-        for i, (images, labels) in enumerate(self.loader):
-            if i >= self.steps_per_epoch:
-                break
-            if i >= start:  # resuming mid-epoch replays the same order and skips what was done
-                yield images, labels
-
-
-@dataclass
-class EvalSet:
-    """Held-out images for health metrics, and (when labelled) the kNN bank and queries."""
-
-    heldout: torch.Tensor
-    heldout_labels: torch.Tensor
-    bank: torch.Tensor | None = None
-    bank_labels: torch.Tensor | None = None
-
-
-def prepare_data(cfg: RunConfig, data: str) -> tuple[CachedFeed | StreamFeed, EvalSet, dict[str, Any]]:
-    """Decide cache vs stream, decode, split train / held-out."""
-    size, t = cfg.encoder.image_size, cfg.train
-    n = count_records(data)
-    if n == 0:
-        raise ValueError(f"no images (.jpg, .jpeg, .png, .webp) found in {data!r}")
-    decoded_bytes = n * 3 * size * size
-    info: dict[str, Any] = {"images": n, "decoded_bytes": decoded_bytes}
-    gen = torch.Generator().manual_seed(t.seed)
-    if decoded_bytes <= t.cache_max_bytes:
-        coll = load_collection(data, size)
-        train_idx, test_idx = _split(coll, t.health_sample, t.seed)
-        feed: CachedFeed | StreamFeed = CachedFeed(coll.images[train_idx], coll.labels[train_idx], t.batch_size, t.seed)
-        info.update(
-            mode="cache", skipped=coll.skipped, classes=coll.classes, train=len(train_idx), heldout=len(test_idx)
-        )
-    else:
-        # Streaming: the held-out sample is the first images of the collection's test split
-        # (or of the collection); kNN during training needs the cache, `eval` still works.
-        coll = load_collection(data, size, limit=max(t.health_sample, 1))
-        test_idx = torch.arange(len(coll))
-        classes = coll.classes
-        feed = StreamFeed(data, size, classes, n, t.batch_size, t.seed, t.num_workers)
-        info.update(mode="stream", classes=classes, train=n, heldout=len(test_idx))
-        train_idx = torch.empty(0, dtype=torch.long)
-    health_idx = test_idx[torch.randperm(len(test_idx), generator=gen)[: t.health_sample]]
-    evalset = EvalSet(coll.images[health_idx], coll.labels[health_idx])
-    labelled_test = test_idx[coll.labels[test_idx] >= 0]
-    if t.knn_every > 0 and len(train_idx) > 0 and len(labelled_test) > 0:
-        labelled_train = train_idx[coll.labels[train_idx] >= 0]
-        bank_idx = labelled_train[torch.randperm(len(labelled_train), generator=gen)[: t.knn_bank]]
-        evalset.bank, evalset.bank_labels = coll.images[bank_idx], coll.labels[bank_idx]
-        evalset.heldout, evalset.heldout_labels = coll.images[labelled_test], coll.labels[labelled_test]
-    return feed, evalset, info
-
-
-def _split(coll: ImageCollection, health_sample: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The archive's train/test split if it has one; else hold out a small random sample."""
-    train, test = coll.split_indices("train"), coll.split_indices("test")
-    if len(train) and len(test):
-        return train, test
-    fraction = min(0.1, health_sample / max(1, len(coll)))
-    return coll.train_test(seed, test_fraction=fraction)
-
-
 @dataclass
 class TrainState:
-    model: SimCLRModel
+    model: SimCLRModel  # the bare model: what checkpoints hold and evaluation runs
     optimizer: torch.optim.Optimizer
     aug_gen: torch.Generator
     step: int = 0
     seconds: float = 0.0  # training wall time so far, across resumes
+    forward: torch.nn.Module | None = None  # what training steps call: the DDP wrapper, if any
+    dist: DistInfo = field(default_factory=DistInfo)
 
 
 def save_checkpoint(path: Path, cfg: RunConfig, state: TrainState) -> None:
+    """Rank 0 writes; under data parallelism every process must call it (it gathers RNG states)."""
+    aug_states = [state.aug_gen.get_state()]
+    if state.dist.enabled:
+        aug_states = [torch.empty(0, dtype=torch.uint8)] * state.dist.world_size
+        torch.distributed.all_gather_object(aug_states, state.aug_gen.get_state())
+    if not state.dist.is_main:
+        return
     payload = {
         "config": cfg.to_dict(),
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
         "step": state.step,
         "seconds": state.seconds,
-        "aug_rng": state.aug_gen.get_state(),
+        "world_size": state.dist.world_size,
+        "aug_rng": aug_states[0],
+        "aug_rng_ranks": aug_states,  # each process's augmentation stream, for exact resume
         "torch_rng": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -245,7 +154,7 @@ def train_one_epoch(
     epoch: int,
     total_steps: int,
     device: torch.device,
-    log: MetricsLog,
+    log: MetricsLog | None,
     ckpt_path: Path,
     bar: tqdm[Any] | None,
     stop_at_step: int | None,
@@ -254,6 +163,7 @@ def train_one_epoch(
     """One pass over the feed (or what is left of it). Returns (last loss, stopped early)."""
     t = cfg.train
     model, opt = state.model, state.optimizer
+    forward = state.forward or model
     augment = SimCLRAugment(cfg.augment, cfg.encoder.mean, cfg.encoder.std)
     ntxent, supcon = NTXentLoss(t.temperature), SupConLoss(t.temperature)
     warmup = int(t.warmup_epochs * feed.steps_per_epoch)
@@ -271,12 +181,14 @@ def train_one_epoch(
         v1, v2 = augment(images, state.aug_gen, view_size)
         x = torch.cat([v1, v2]).contiguous(memory_format=fmt)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            _, z = model(x)
+            _, z = forward(x)
         z1, z2 = z.float().chunk(2)
         loss = supcon(z1, z2, labels.to(device)) if t.loss == "supcon" else ntxent(z1, z2)
-        if not torch.isfinite(loss):
+        # The global batch's loss (the mean over processes), so that every process agrees on a stop.
+        global_loss = mean_over_processes(loss)
+        if not torch.isfinite(global_loss):
             raise NonFiniteLossError(
-                f"loss became {loss.item()} at step {state.step} (lr {lr:.4g}); training diverged. "
+                f"loss became {global_loss.item()} at step {state.step} (lr {lr:.4g}); training diverged. "
                 "Start a new run with a lower --lr or a higher --temperature"
             )
         opt.zero_grad(set_to_none=True)
@@ -284,9 +196,9 @@ def train_one_epoch(
         opt.step()
         state.step += 1
         state.seconds += time.perf_counter() - tick
-        window_images += images.shape[0]
-        loss_value = float(loss.detach())
-        if state.step % t.log_every == 0 or state.step == total_steps:
+        window_images += images.shape[0] * state.dist.world_size
+        loss_value = float(global_loss)
+        if log is not None and (state.step % t.log_every == 0 or state.step == total_steps):
             elapsed = time.perf_counter() - window_start
             ips = window_images / max(elapsed, 1e-9)
             log.write(
@@ -308,9 +220,10 @@ def train_one_epoch(
             bar.update(1)
         if t.checkpoint_every and state.step % t.checkpoint_every == 0:
             save_checkpoint(ckpt_path, cfg, state)
-        if (stop_at_step is not None and state.step >= stop_at_step) or (
+        stop = (stop_at_step is not None and state.step >= stop_at_step) or (
             deadline is not None and state.seconds >= deadline
-        ):
+        )
+        if any_process(stop, device):  # clocks differ between processes; all stop together
             return loss_value, True
     return loss_value, False
 
@@ -329,8 +242,29 @@ def train(
     progress: bool = True,
     stop_at_step: int | None = None,
 ) -> TrainResult:
-    """Train (or resume) a SimCLR run in `out`. See the module docstring for what it writes."""
-    run_dir = Path(out)
+    """Train (or resume) a SimCLR run in `out`. See the module docstring for what it writes.
+
+    Under torchrun (model.distributed) every process runs this with its share of each global
+    batch; only rank 0 writes files, and `out` and `data` must be paths every process can read.
+    """
+    info, dev, created = setup_distributed(device)
+    try:
+        return _train(cfg, data, Path(out), info, dev, resume, progress and info.is_main, stop_at_step)
+    finally:
+        if created:
+            teardown()
+
+
+def _train(
+    cfg: RunConfig,
+    data: str,
+    run_dir: Path,
+    info: DistInfo,
+    dev: torch.device,
+    resume: bool,
+    progress: bool,
+    stop_at_step: int | None,
+) -> TrainResult:
     ckpt_path, encoder_path = run_dir / "checkpoint.pt", run_dir / "encoder.pt"
     saved: dict[str, Any] | None = None
     if resume:
@@ -338,35 +272,54 @@ def train(
             raise FileNotFoundError(f"no checkpoint.pt in {str(run_dir)!r} to resume; drop --resume to start a new run")
         saved = load_checkpoint(ckpt_path)
         cfg = RunConfig.from_dict(saved["config"])
+        saved_world = int(saved.get("world_size", 1))
+        if saved_world != info.world_size:
+            raise ValueError(
+                f"{str(run_dir)!r} was trained with {saved_world} process(es) and this is {info.world_size}; "
+                f"resume with the same count (torchrun --nproc-per-node {saved_world}, or no torchrun for 1) "
+                "so that the batches and the schedule continue where they stopped"
+            )
     elif ckpt_path.exists() or encoder_path.exists():
         raise FileExistsError(
             f"{str(run_dir)!r} already holds a run; pass --resume to continue it or choose another --out"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    dev = pick_device(device)
+    barrier()  # every process has checked the run folder before rank 0 writes to it
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     torch.manual_seed(cfg.train.seed)
 
-    feed, evalset, info = prepare_data(cfg, data)
-    LOG.info("data: %s", info)
+    feed, evalset, data_info = prepare_data(cfg, data, info)
+    LOG.info("data: %s", data_info)
     model = SimCLRModel(cfg.encoder).to(dev)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if info.enabled and cfg.train.sync_bn:
+        convert_batchnorm(model, dev)
+    # Each process augments with its own stream; rank 0's is the one-process stream.
+    aug_seed = cfg.train.seed + 1_000_003 * info.rank
     state = TrainState(
-        model, build_optimizer(model, cfg.train), torch.Generator(device=dev).manual_seed(cfg.train.seed)
+        model, build_optimizer(model, cfg.train), torch.Generator(device=dev).manual_seed(aug_seed), dist=info
     )
     if saved is not None:
         model.load_state_dict(saved["model"])
         state.optimizer.load_state_dict(saved["optimizer"])
-        state.aug_gen.set_state(saved["aug_rng"])
+        ranks = saved.get("aug_rng_ranks") or [saved["aug_rng"]]
+        state.aug_gen.set_state(ranks[info.rank])
         torch.set_rng_state(saved["torch_rng"])
-        if "cuda_rng" in saved and torch.cuda.is_available():
+        if "cuda_rng" in saved and torch.cuda.is_available() and not info.enabled:
             torch.cuda.set_rng_state_all(saved["cuda_rng"])
         state.step, state.seconds = int(saved["step"]), float(saved["seconds"])
         LOG.info("resumed %s at step %d", run_dir, state.step)
+    forward: torch.nn.Module = model
+    if info.enabled:
+        forward = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
     if cfg.train.compile:
-        model.compile()
-    log = MetricsLog(run_dir / "metrics.jsonl", state.step if saved is not None else None)
+        forward.compile()
+    state.forward = forward
+    log = MetricsLog(run_dir / "metrics.jsonl", state.step if saved is not None else None) if info.is_main else None
     total_steps = cfg.train.epochs * feed.steps_per_epoch
     deadline = cfg.train.max_minutes * 60 if cfg.train.max_minutes > 0 else None
     bar = tqdm(
@@ -381,21 +334,23 @@ def train(
             )
             if stopped and state.step % feed.steps_per_epoch != 0:
                 break
-            last_eval = evaluate_epoch(model, cfg, evalset, dev, epoch)
-            log.write(
-                {
-                    "kind": "epoch",
-                    "step": state.step,
-                    "epoch": epoch + 1,
-                    "loss": loss,
-                    "seconds": state.seconds,
-                    **last_eval,
-                }
-            )
-            warning = collapse_warning(last_eval)
-            if warning:
-                LOG.warning("epoch %d: %s", epoch + 1, warning)
-                bar.write(f"WARNING: {warning}")
+            if info.is_main and log is not None:
+                last_eval = evaluate_epoch(model, cfg, evalset, dev, epoch)
+                log.write(
+                    {
+                        "kind": "epoch",
+                        "step": state.step,
+                        "epoch": epoch + 1,
+                        "loss": loss,
+                        "seconds": state.seconds,
+                        **last_eval,
+                    }
+                )
+                warning = collapse_warning(last_eval)
+                if warning:
+                    LOG.warning("epoch %d: %s", epoch + 1, warning)
+                    bar.write(f"WARNING: {warning}")
+            barrier()  # the others wait while rank 0 evaluates
             save_checkpoint(ckpt_path, cfg, state)
             if stopped:
                 break
@@ -406,20 +361,23 @@ def train(
         LOG.warning(
             "stopped at the %.1f-minute budget at step %d of %d", cfg.train.max_minutes, state.step, total_steps
         )
-    save_encoder(
-        encoder_path,
-        model.backbone,
-        cfg.encoder,
-        model.feature_dim,
-        trained={
-            "data": str(data),
-            "step": state.step,
-            "total_steps": total_steps,
-            "seconds": state.seconds,
-            "preset": cfg.preset,
-            "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
-    )
+    if info.is_main:
+        save_encoder(
+            encoder_path,
+            model.backbone,
+            cfg.encoder,
+            model.feature_dim,
+            trained={
+                "data": str(data),
+                "step": state.step,
+                "total_steps": total_steps,
+                "seconds": state.seconds,
+                "preset": cfg.preset,
+                "processes": info.world_size,
+                "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
+    barrier()  # encoder.pt exists for every process once train() returns
     return TrainResult(
         run_dir, encoder_path, state.step, total_steps, state.seconds, loss, last_eval.get("knn_top1"), last_eval
     )

@@ -1,0 +1,231 @@
+"""Data parallelism across processes: torchrun's environment, gradient-keeping collectives, global BN.
+
+Launch any latent-search command under torchrun (one process per GPU, or several CPU processes
+with the gloo backend):
+
+    torchrun --nproc-per-node 4 -m app.cli train --data DATA --out runs/x
+    torchrun --nnodes 2 --node-rank R --rdzv-backend c10d --rdzv-endpoint HOST:29400 \
+        --nproc-per-node 8 -m app.cli train ...
+
+Why gathering must keep gradients: with SimCLR the negatives of an image are the other images
+of the *global* batch. Process k computes the loss L_k of its own anchors against candidates
+gathered from every process, so L_k depends on the projections of every process. The gradient of
+the total sum_k L_k with respect to process r's projections is sum_k dL_k/dz_r: the backward of
+`all_gather_with_grad` all-reduces the incoming gradient and keeps this process's slice. With
+DDP's gradient averaging on top, N processes with batch B take exactly the step that one
+process takes with batch N*B (tests/model/test_distributed.py checks this with gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, cast
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def current() -> DistInfo:
+    """This process's place in the process group (rank 0 of 1 when there is none)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return DistInfo()
+    local = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local)
+
+
+def setup(device: str | None = None) -> tuple[DistInfo, torch.device, bool]:
+    """Join the process group described by torchrun's environment and pick this process's device.
+
+    Returns (info, device, created): `created` is True when this call initialised the group (the
+    caller then owns `teardown`). Without torchrun's variables it is a one-process no-op.
+    """
+    if not launched_by_torchrun() and not dist.is_initialized():
+        return DistInfo(), torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")), False
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
+    created = False
+    if not dist.is_initialized():
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+            # NCCL for the training collectives on GPU tensors, gloo for CPU ones (object gathers).
+            dist.init_process_group("cpu:gloo,cuda:nccl")
+        else:
+            dist.init_process_group("gloo")
+        created = True
+    dev = torch.device("cuda", local_rank) if use_cuda else torch.device(device or "cpu")
+    return current(), dev, created
+
+
+def teardown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if current().enabled:
+        dist.barrier()
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """cat over processes of (n, ...) tensors of one shape; backward: sum of all processes' grads."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        world = dist.get_world_size()
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rank, ctx.n = dist.get_rank(), x.shape[0]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
+
+
+class _AllReduceWithGrad(torch.autograd.Function):
+    """Sum over processes; the backward of a sum that every process uses is again a sum."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        out = x.contiguous().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
+def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """(n, ...) on each of W processes -> (W * n, ...), rank order; gradients flow back to every rank."""
+    if not current().enabled:
+        return x
+    return cast(torch.Tensor, _GatherWithGrad.apply(x))
+
+
+def all_reduce_with_grad(x: torch.Tensor) -> torch.Tensor:
+    if not current().enabled:
+        return x
+    return cast(torch.Tensor, _AllReduceWithGrad.apply(x))
+
+
+def all_gather_plain(x: torch.Tensor) -> torch.Tensor:
+    """Gather without gradients (labels, indices)."""
+    info = current()
+    if not info.enabled:
+        return x
+    parts = [torch.empty_like(x) for _ in range(info.world_size)]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def mean_over_processes(value: torch.Tensor) -> torch.Tensor:
+    """A detached scalar averaged over processes (the global batch's loss, for logs and NaN checks)."""
+    info = current()
+    value = value.detach().float().clone()
+    if info.enabled:
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        value /= info.world_size
+    return value
+
+
+def any_process(flag: bool, device: torch.device) -> bool:
+    """True on every process when any process says True (e.g. a time budget ran out on one)."""
+    if not current().enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch norm whose training statistics cover the batches of all processes (CPU and GPU).
+
+    SimCLR normalises over the global batch (Chen et al. 2020, section 2.2, "Global BN") so that a
+    process cannot learn a shortcut from its local statistics. torch's SyncBatchNorm does this on
+    GPUs only; this one all-reduces (sum, sum of squares, count) with gradients so it also runs on
+    CPU processes (gloo). `convert_batchnorm` uses SyncBatchNorm on CUDA and this elsewhere.
+    Shapes: (N, C) or (N, C, ...).
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected (N, C, ...) input, got shape {tuple(input.shape)}")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not (self.training and current().enabled):
+            return super().forward(input)
+        channels = input.shape[1]
+        dims = [0, *range(2, input.dim())]
+        x = input.float()
+        count = torch.tensor([input.numel() / channels], device=input.device, dtype=torch.float32)
+        stats = all_reduce_with_grad(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        total, squares, n = stats[:channels], stats[channels : 2 * channels], stats[-1]
+        mean = total / n
+        var = (squares / n - mean * mean).clamp_min(0.0)  # biased, as BN normalises with it
+        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            with torch.no_grad():
+                assert self.num_batches_tracked is not None
+                self.num_batches_tracked.add_(1)
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                unbiased = var.detach() * n.detach() / (n.detach() - 1).clamp_min(1.0)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), momentum)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
+        shape = [1, channels] + [1] * (input.dim() - 2)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y.to(input.dtype)
+
+
+def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Every BatchNorm{1,2,3}d -> global BN over all processes (SyncBatchNorm on CUDA).
+
+    Containers are changed in place (and returned); parameters and buffers are shared, not copied.
+    """
+    if device.type == "cuda":
+        return cast(nn.Module, nn.SyncBatchNorm.convert_sync_batchnorm(module))  # type: ignore[no-untyped-call]
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
+        new = GlobalBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
+        # The same Parameter and buffer objects, so an optimizer built earlier still owns them.
+        if module.affine:
+            new.weight, new.bias = module.weight, module.bias
+        if module.track_running_stats:
+            new.running_mean, new.running_var = module.running_mean, module.running_var
+            new.num_batches_tracked = module.num_batches_tracked
+        return new
+    for name, child in module.named_children():
+        module.add_module(name, convert_batchnorm(child, device))
+    return module
+
+
+def shard_range(n: int, info: DistInfo) -> range:
+    """Positions of n items this process takes: every world_size-th, starting at its rank."""
+    return range(info.rank, n, info.world_size)
