@@ -31,8 +31,15 @@ def _setup(verbose: bool, threads: int | None = None) -> None:
     )
     import torch
 
-    # Set on purpose: torch's default can oversubscribe small machines and containers.
-    torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
+    # Set on purpose: torch's default can oversubscribe small machines and containers. Under
+    # torchrun the processes of one machine share its cores.
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // per_machine))
+
+
+def _is_main_process() -> bool:
+    """False in the processes torchrun starts besides rank 0: they print nothing."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _data_path(data: str | None) -> str:
@@ -125,6 +132,8 @@ def train(
     except (FileNotFoundError, FileExistsError, ValueError, NonFiniteLossError) as exc:
         _fail(exc)
         return
+    if not _is_main_process():
+        return
     state = "finished" if result.finished else f"stopped at step {result.step}/{result.total_steps}"
     knn = f", kNN top-1 {100 * result.knn_top1:.1f} %" if result.knn_top1 is not None else ""
     typer.echo(f"{state} in {result.seconds / 60:.1f} min of training: loss {result.loss:.3f}{knn}")
@@ -192,12 +201,16 @@ def index_build(
     """Embed a collection with f and publish a FAISS cosine index plus catalog."""
     _setup(verbose, threads)
     from index.build import build_index
+    from model.distributed import setup, teardown
     from model.embed import load_encoder
 
     if not 0 < target_recall <= 1:
         _fail(ValueError("--target-recall must be in (0, 1]"))
+    created = False
     try:
-        enc = load_encoder(encoder, device)
+        # Under torchrun: every process embeds a share on its own device; rank 0 builds.
+        _, dev, created = setup(device)
+        enc = load_encoder(encoder, str(dev))
         report = build_index(
             enc,
             _data_path(data),
@@ -209,6 +222,11 @@ def index_build(
         )
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         _fail(exc)
+        return
+    finally:
+        if created:
+            teardown()
+    if report is None:
         return
     m = report.manifest
     typer.echo(

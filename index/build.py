@@ -24,6 +24,8 @@ from index.choose import exact_neighbours, plan_index, tune
 from index.images import ImageStore
 from index.store import CATALOG_FILE, INDEX_FILE, MANIFEST_FILE, publish, staging_dir
 from model.data import ImageRecord, UnreadableImageError, count_records, decode_opened, iter_records, open_image
+from model.distributed import DistInfo
+from model.distributed import current as current_process
 from model.embed import Encoder
 
 LOG = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class DecodedImage:
     pixels: np.ndarray  # (S, S, 3) uint8
     meta: NewImage
     data: bytes
+    position: int = 0  # the record's place in the collection's order
 
 
 def describe(record: ImageRecord, size: int) -> DecodedImage:
@@ -49,17 +52,20 @@ def describe(record: ImageRecord, size: int) -> DecodedImage:
 
 
 def _decoded_batches(
-    records: Iterator[ImageRecord], size: int, batch_size: int, workers: int, stats: dict[str, int]
+    records: Iterator[tuple[int, ImageRecord]], size: int, batch_size: int, workers: int, stats: dict[str, int]
 ) -> Iterator[list[DecodedImage]]:
-    def one(record: ImageRecord) -> DecodedImage | None:
+    def one(item: tuple[int, ImageRecord]) -> DecodedImage | None:
+        position, record = item
         try:
-            return describe(record, size)
+            decoded = describe(record, size)
         except UnreadableImageError as exc:
             LOG.warning("skipping unreadable image %s: %s", record.uri, exc)
             return None
+        decoded.position = position
+        return decoded
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        chunk: list[ImageRecord] = []
+        chunk: list[tuple[int, ImageRecord]] = []
         for record in records:
             chunk.append(record)
             if len(chunk) == batch_size:
@@ -86,30 +92,39 @@ class BuildReport:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
-def embed_collection(
+@dataclass
+class EmbeddedPart:
+    """The embedded images of one process's share, in collection order."""
+
+    positions: np.ndarray  # (n,) int64
+    vectors: np.ndarray  # (n, d) float32
+    rows: list[NewImage]
+    skipped: int
+    duplicates: int
+
+
+def _embed_part(
     encoder: Encoder,
     data: str | Path,
-    batch_size: int = 256,
-    workers: int = 2,
-    progress: bool = True,
-    store: ImageStore | None = None,
-) -> tuple[np.ndarray, list[NewImage], dict[str, int]]:
-    """Every readable, distinct image of a collection -> (vectors (N, d), catalog rows, stats).
-
-    With `store`, each image's bytes are also kept in the content-addressed image store.
-    """
-    total = count_records(data)
-    stats = {"seen": total, "skipped": 0, "duplicates": 0}
+    batch_size: int,
+    workers: int,
+    bar: tqdm[Any],
+    store: ImageStore | None,
+    shard: DistInfo,
+) -> EmbeddedPart:
+    stats = {"skipped": 0}
     seen_sha: set[str] = set()
+    duplicates = 0
+    positions: list[int] = []
     vectors: list[np.ndarray] = []
     rows: list[NewImage] = []
+    mine = ((i, r) for i, r in enumerate(iter_records(data)) if i % shard.world_size == shard.rank)
     skipped_so_far = 0
-    bar = tqdm(total=total, desc="embed", unit="img", dynamic_ncols=True, disable=not progress)
-    for batch in _decoded_batches(iter_records(data), encoder.image_size, batch_size, workers, stats):
+    for batch in _decoded_batches(mine, encoder.image_size, batch_size, workers, stats):
         fresh = []
         for item in batch:
             if item.meta.sha256 in seen_sha:
-                stats["duplicates"] += 1
+                duplicates += 1
                 continue
             seen_sha.add(item.meta.sha256)
             fresh.append(item)
@@ -119,14 +134,68 @@ def embed_collection(
             pixels = torch.from_numpy(np.stack([f.pixels for f in fresh])).permute(0, 3, 1, 2)
             vectors.append(encoder.embed_uint8(pixels, batch_size))
             rows.extend(f.meta for f in fresh)
-        bar.update(len(batch) + stats["skipped"] - skipped_so_far)  # records consumed
+            positions.extend(f.position for f in fresh)
+        # Records consumed, counted for every process from rank 0's share.
+        bar.update((len(batch) + stats["skipped"] - skipped_so_far) * shard.world_size)
         skipped_so_far = stats["skipped"]
+    dim = encoder.feature_dim
+    return EmbeddedPart(
+        np.array(positions, dtype=np.int64),
+        np.concatenate(vectors).astype(np.float32) if vectors else np.empty((0, dim), np.float32),
+        rows,
+        stats["skipped"],
+        duplicates,
+    )
+
+
+def merge_parts(parts: list[EmbeddedPart]) -> EmbeddedPart:
+    """The processes' shares back in collection order; an image in several shares is kept once."""
+    positions = np.concatenate([p.positions for p in parts])
+    vectors = np.concatenate([p.vectors for p in parts])
+    rows = [row for p in parts for row in p.rows]
+    keep: list[int] = []
+    seen: set[str] = set()
+    for i in np.argsort(positions, kind="stable"):
+        if rows[i].sha256 not in seen:
+            seen.add(rows[i].sha256)
+            keep.append(int(i))
+    duplicates = sum(p.duplicates for p in parts) + len(rows) - len(keep)
+    return EmbeddedPart(
+        positions[keep], vectors[keep], [rows[i] for i in keep], sum(p.skipped for p in parts), duplicates
+    )
+
+
+def embed_collection(
+    encoder: Encoder,
+    data: str | Path,
+    batch_size: int = 256,
+    workers: int = 2,
+    progress: bool = True,
+    store: ImageStore | None = None,
+) -> tuple[np.ndarray, list[NewImage], dict[str, int]] | None:
+    """Every readable, distinct image of a collection -> (vectors (N, d), catalog rows, stats).
+
+    With `store`, each image's bytes are also kept in the content-addressed image store. Under
+    torchrun (model.distributed) each process decodes and embeds every world_size-th image and
+    rank 0 gathers the shares back into collection order; the other ranks get None.
+    """
+    shard = current_process()
+    total = count_records(data)
+    bar = tqdm(total=total, desc="embed", unit="img", dynamic_ncols=True, disable=not (progress and shard.is_main))
+    part = _embed_part(encoder, data, batch_size, workers, bar, store, shard)
     bar.close()
+    if shard.enabled:
+        gathered: list[EmbeddedPart] | None = [part] * shard.world_size if shard.is_main else None
+        torch.distributed.gather_object(part, gathered, dst=0)
+        if gathered is None:
+            return None
+        part = merge_parts(gathered)
+    stats = {"seen": total, "skipped": part.skipped, "duplicates": part.duplicates}
     if stats["skipped"]:
         LOG.warning("skipped %d unreadable image(s)", stats["skipped"])
-    if not rows:
+    if not part.rows:
         raise ValueError(f"no readable images in {str(data)!r}")
-    return np.concatenate(vectors).astype(np.float32), rows, stats
+    return part.vectors, part.rows, stats
 
 
 def build_faiss(vectors: np.ndarray, ids: np.ndarray, factory: str, seed: int = 0) -> faiss.Index:
@@ -213,14 +282,20 @@ def build_index(
     batch_size: int = 256,
     progress: bool = True,
     image_store: str | Path | None = None,
-) -> BuildReport:
+) -> BuildReport | None:
     """Embed `data` with `encoder` and publish a new version under `out`.
+
+    Under torchrun the embedding is data-parallel; rank 0 builds, publishes and returns the
+    report, the other processes return None once their share is handed over.
 
     Image bytes go to `image_store` (default OUT/images) so the service can return them.
     """
     started = time.perf_counter()
     store = ImageStore(image_store or Path(out) / "images")
-    vectors, rows, stats = embed_collection(encoder, data, batch_size, progress=progress, store=store)
+    embedded = embed_collection(encoder, data, batch_size, progress=progress, store=store)
+    if embedded is None:  # another process than rank 0 under torchrun: its share is handed over
+        return None
+    vectors, rows, stats = embedded
     embed_seconds = time.perf_counter() - started
     staged = staging_dir(out)
     try:

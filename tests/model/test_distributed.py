@@ -120,7 +120,9 @@ def test_feed_shards_each_global_batch_across_processes() -> None:
     parts = [CachedFeed(images, labels, batch_size=4, seed=3, dist=DistInfo(r, 2, r)) for r in range(2)]
     assert one.steps_per_epoch == parts[0].steps_per_epoch == 5
     for epoch in (0, 1):
-        for (_, whole), (_, a), (_, b) in zip(one.epoch(epoch), parts[0].epoch(epoch), parts[1].epoch(epoch)):
+        for (_, whole), (_, a), (_, b) in zip(
+            one.epoch(epoch), parts[0].epoch(epoch), parts[1].epoch(epoch), strict=True
+        ):
             assert torch.equal(torch.cat([a, b]), whole)
 
 

@@ -1,0 +1,51 @@
+"""The launch the README documents: `torchrun --nproc-per-node N -m app.cli ...` on CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.multiproc import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def torchrun(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port())]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([*cmd, "-m", "app.cli", *args], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_torchrun_trains_resumes_and_builds_an_index(image_folder: Path, tmp_path: Path) -> None:
+    run, data = tmp_path / "run", str(image_folder)
+    common = [
+        "--data",
+        data,
+        "--out",
+        str(run),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--width",
+        "8",
+        "--log-every",
+        "1",
+    ]
+    first = torchrun("train", *common, "--stop-after-steps", "1")
+    assert first.stdout.count("stopped at step 1/4") == 1  # rank 0 alone reports
+    second = torchrun("train", "--data", data, "--out", str(run), "--resume")
+    assert second.stdout.count("finished in") == 1
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "step"] == [1, 2, 3, 4]
+    built = torchrun(
+        "index", "build", "--encoder", str(run / "encoder.pt"), "--data", data, "--out", str(tmp_path / "idx")
+    )
+    assert built.stdout.count("published") == 1 and "54 images" in built.stdout
