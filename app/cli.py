@@ -83,6 +83,9 @@ def train(
     checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints (0: per epoch).")] = None,
     max_minutes: Annotated[float | None, typer.Option(help="Stop cleanly after this much training.")] = None,
     stop_after_steps: Annotated[int | None, typer.Option(help="Checkpoint and stop at this step.")] = None,
+    stop_after_minutes: Annotated[
+        float | None, typer.Option(help="Checkpoint and stop after this much training in this call (resumable).")
+    ] = None,
     amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast.")] = None,
     compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile.")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
@@ -128,7 +131,15 @@ def train(
                 "augment.blur_p": blur_p,
             },
         )
-        result = run_train(cfg, _data_path(data), out, resume=resume, device=device, stop_at_step=stop_after_steps)
+        result = run_train(
+            cfg,
+            _data_path(data),
+            out,
+            resume=resume,
+            device=device,
+            stop_at_step=stop_after_steps,
+            stop_after_minutes=stop_after_minutes,
+        )
     except (FileNotFoundError, FileExistsError, ValueError, NonFiniteLossError) as exc:
         _fail(exc)
         return

@@ -109,6 +109,7 @@ class TrainConfig:
     sync_bn: bool = True  # under data parallelism: batch-norm statistics over the global batch
     num_workers: int = 2  # decode workers when streaming (collections too big to cache)
     cache_max_bytes: int = 2 * 1024**3
+    device_cache_max_bytes: int = 4 * 1024**3  # the cache moves to the GPU when it is at most this
     max_minutes: float = 0.0  # stop cleanly after this much training time (0: no limit)
 
     def __post_init__(self) -> None:

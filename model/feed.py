@@ -44,9 +44,16 @@ class CachedFeed:
         self.images, self.labels, self.batch_size, self.seed = images, labels, batch_size, seed
         self.steps_per_epoch = images.shape[0] // (batch_size * world)  # drop the last partial batch
 
+    def to(self, device: torch.device, max_bytes: int) -> CachedFeed:
+        """Keep the uint8 cache on an accelerator when it fits: batches are then gathered there,
+        with no host work or copy per step (CIFAR-10's 60k images are 184 MB)."""
+        if device.type != "cpu" and self.images.numel() <= max_bytes:
+            self.images, self.labels = self.images.to(device), self.labels.to(device)
+        return self
+
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        perm = torch.randperm(self.images.shape[0], generator=gen)
+        perm = torch.randperm(self.images.shape[0], generator=gen).to(self.images.device)
         b, rank, world = self.batch_size, self.dist.rank, self.dist.world_size
         for i in range(start, self.steps_per_epoch):
             first = i * b * world + rank * b

@@ -171,6 +171,11 @@ def train_one_epoch(
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
     start = state.step - epoch * feed.steps_per_epoch
     window_start, window_images, loss_value = time.perf_counter(), 0, math.nan
+    # Non-finite losses are collected on the device and checked at the steps that synchronise
+    # anyway (logging, checkpoints, stops, the epoch's end), so that the host never waits for
+    # the accelerator in between; a diverged run still stops before any checkpoint is written.
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    last_step = epoch * feed.steps_per_epoch + feed.steps_per_epoch
     for images, labels in feed.epoch(epoch, start):
         tick = time.perf_counter()
         lr = lr_at(state.step, total_steps, warmup, t.lr)
@@ -186,19 +191,26 @@ def train_one_epoch(
         loss = supcon(z1, z2, labels.to(device)) if t.loss == "supcon" else ntxent(z1, z2)
         # The global batch's loss (the mean over processes), so that every process agrees on a stop.
         global_loss = mean_over_processes(loss)
-        if not torch.isfinite(global_loss):
-            raise NonFiniteLossError(
-                f"loss became {global_loss.item()} at step {state.step} (lr {lr:.4g}); training diverged. "
-                "Start a new run with a lower --lr or a higher --temperature"
-            )
+        nonfinite |= ~torch.isfinite(global_loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         state.step += 1
         state.seconds += time.perf_counter() - tick
         window_images += images.shape[0] * state.dist.world_size
-        loss_value = float(global_loss)
-        if log is not None and (state.step % t.log_every == 0 or state.step == total_steps):
+        log_due = state.step % t.log_every == 0 or state.step == total_steps
+        checkpoint_due = bool(t.checkpoint_every) and state.step % t.checkpoint_every == 0
+        stop = stop_at_step is not None and state.step >= stop_at_step
+        if deadline is not None:  # clocks differ between processes; all stop together
+            stop = any_process(stop or state.seconds >= deadline, device)
+        if log_due or checkpoint_due or stop or state.step == last_step:
+            loss_value = float(global_loss)
+            if bool(nonfinite):
+                raise NonFiniteLossError(
+                    f"the loss became non-finite by step {state.step} (last {loss_value}, lr {lr:.4g}); "
+                    "training diverged. Start a new run with a lower --lr or a higher --temperature"
+                )
+        if log is not None and log_due:
             elapsed = time.perf_counter() - window_start
             ips = window_images / max(elapsed, 1e-9)
             log.write(
@@ -216,14 +228,13 @@ def train_one_epoch(
             window_start, window_images = time.perf_counter(), 0
             if bar is not None:
                 bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.3g}", img_s=f"{ips:.0f}", px=view_size)
+        elif log_due:
+            window_start, window_images = time.perf_counter(), 0
         if bar is not None:
             bar.update(1)
-        if t.checkpoint_every and state.step % t.checkpoint_every == 0:
+        if checkpoint_due:
             save_checkpoint(ckpt_path, cfg, state)
-        stop = (stop_at_step is not None and state.step >= stop_at_step) or (
-            deadline is not None and state.seconds >= deadline
-        )
-        if any_process(stop, device):  # clocks differ between processes; all stop together
+        if stop:
             return loss_value, True
     return loss_value, False
 
@@ -241,15 +252,20 @@ def train(
     device: str | None = None,
     progress: bool = True,
     stop_at_step: int | None = None,
+    stop_after_minutes: float | None = None,
 ) -> TrainResult:
     """Train (or resume) a SimCLR run in `out`. See the module docstring for what it writes.
+
+    `stop_at_step` and `stop_after_minutes` (of training time in this call) checkpoint and stop
+    early, for machines that give a command a limited time: continue with resume=True.
 
     Under torchrun (model.distributed) every process runs this with its share of each global
     batch; only rank 0 writes files, and `out` and `data` must be paths every process can read.
     """
     info, dev, created = setup_distributed(device)
     try:
-        return _train(cfg, data, Path(out), info, dev, resume, progress and info.is_main, stop_at_step)
+        stops = (stop_at_step, stop_after_minutes)
+        return _train(cfg, data, Path(out), info, dev, resume, progress and info.is_main, stops)
     finally:
         if created:
             teardown()
@@ -263,8 +279,9 @@ def _train(
     dev: torch.device,
     resume: bool,
     progress: bool,
-    stop_at_step: int | None,
+    stops: tuple[int | None, float | None],
 ) -> TrainResult:
+    stop_at_step, stop_after_minutes = stops
     ckpt_path, encoder_path = run_dir / "checkpoint.pt", run_dir / "encoder.pt"
     saved: dict[str, Any] | None = None
     if resume:
@@ -290,6 +307,8 @@ def _train(
     torch.manual_seed(cfg.train.seed)
 
     feed, evalset, data_info = prepare_data(cfg, data, info)
+    if isinstance(feed, CachedFeed):
+        feed.to(dev, cfg.train.device_cache_max_bytes)
     LOG.info("data: %s", data_info)
     model = SimCLRModel(cfg.encoder).to(dev)
     if cfg.train.channels_last:
@@ -321,7 +340,10 @@ def _train(
     state.forward = forward
     log = MetricsLog(run_dir / "metrics.jsonl", state.step if saved is not None else None) if info.is_main else None
     total_steps = cfg.train.epochs * feed.steps_per_epoch
-    deadline = cfg.train.max_minutes * 60 if cfg.train.max_minutes > 0 else None
+    # Deadlines in training seconds: the run's budget (max_minutes), and this call's.
+    budget = cfg.train.max_minutes * 60 if cfg.train.max_minutes > 0 else None
+    this_call = state.seconds + stop_after_minutes * 60 if stop_after_minutes else None
+    deadline = min((d for d in (budget, this_call) if d is not None), default=None)
     bar = tqdm(
         total=total_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True, disable=not progress
     )
@@ -357,7 +379,7 @@ def _train(
     finally:
         bar.close()
     save_checkpoint(ckpt_path, cfg, state)
-    if state.step < total_steps and deadline is not None and state.seconds >= deadline:
+    if state.step < total_steps and budget is not None and state.seconds >= budget:
         LOG.warning(
             "stopped at the %.1f-minute budget at step %d of %d", cfg.train.max_minutes, state.step, total_steps
         )

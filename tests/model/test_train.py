@@ -108,3 +108,14 @@ def test_encoder_file_is_readable_by_other_users(image_folder: Path, tmp_path: P
     # A service in a container runs as another user than the training job that wrote the file.
     train(tiny_config(epochs=1, knn_every=0), str(image_folder), tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "encoder.pt").stat().st_mode & 0o044 == 0o044
+
+
+def test_stop_after_minutes_checkpoints_this_call_and_resumes(image_folder: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(epochs=1, knn_every=0)
+    # A budget shorter than one step: the call stops after its first step, resumable.
+    part = train(cfg, str(image_folder), tmp_path / "run", progress=False, stop_after_minutes=1e-9)
+    assert part.step == 1 and not part.finished
+    again = train(cfg, str(image_folder), tmp_path / "run", resume=True, progress=False, stop_after_minutes=1e-9)
+    assert again.step == 2  # the budget counts from this call's start, not the run's
+    done = train(cfg, str(image_folder), tmp_path / "run", resume=True, progress=False)
+    assert done.finished
