@@ -163,7 +163,7 @@ def train_one_epoch(
     """One pass over the feed (or what is left of it). Returns (last loss, stopped early)."""
     t = cfg.train
     model, opt = state.model, state.optimizer
-    forward = state.forward or model
+    forward = state.forward if state.forward is not None else model
     augment = SimCLRAugment(cfg.augment, cfg.encoder.mean, cfg.encoder.std)
     ntxent, supcon = NTXentLoss(t.temperature), SupConLoss(t.temperature)
     warmup = int(t.warmup_epochs * feed.steps_per_epoch)
