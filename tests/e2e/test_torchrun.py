@@ -49,3 +49,59 @@ def test_torchrun_trains_resumes_and_builds_an_index(image_folder: Path, tmp_pat
         "index", "build", "--encoder", str(run / "encoder.pt"), "--data", data, "--out", str(tmp_path / "idx")
     )
     assert built.stdout.count("published") == 1 and "54 images" in built.stdout
+
+
+def test_two_nodes_meet_through_rendezvous(image_folder: Path, tmp_path: Path) -> None:
+    """Multi-node training as documented: two torchrun launchers (nodes) meet at a c10d endpoint."""
+    endpoint = f"127.0.0.1:{free_port()}"
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--node-rank",
+                str(node),
+                "--nproc-per-node",
+                "1",
+                "--rdzv-backend",
+                "c10d",
+                "--rdzv-endpoint",
+                endpoint,
+                "--rdzv-id",
+                "latent-search-test",
+                "-m",
+                "app.cli",
+                "train",
+                "--data",
+                str(image_folder),
+                "--out",
+                str(run),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--width",
+                "8",
+                "--log-every",
+                "1",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for node in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    for node, (_, err) in zip(nodes, outputs, strict=True):
+        assert node.returncode == 0, err[-3000:]
+    assert sum(out.count("finished in") for out, _ in outputs) == 1  # one global rank 0
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["train"]["batch_size"] == 8
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "step"] == [1, 2]  # 36 images / (8 x 2 nodes)
