@@ -91,12 +91,22 @@ class StreamFeed:
         self.steps_per_epoch = n_images // (batch_size * dist.world_size)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Exactly steps_per_epoch batches. A share that runs short (unreadable files are skipped,
+        and shares differ by a few images) starts over: every process must take the same number of
+        steps, or the others would wait for it in the next collective forever."""
         self.dataset.set_epoch(epoch)
-        for i, (images, labels) in enumerate(self.loader):
-            if i >= self.steps_per_epoch:
-                break
-            if i >= start:  # resuming mid-epoch replays the same order and skips what was done
-                yield images, labels
+        step = 0
+        while step < self.steps_per_epoch:
+            produced = False
+            for images, labels in self.loader:
+                produced = True
+                if step >= start:  # resuming mid-epoch replays the same order and skips what was done
+                    yield images, labels
+                step += 1
+                if step >= self.steps_per_epoch:
+                    return
+            if not produced:
+                raise ValueError("no readable images in this process's share of the collection")
 
 
 @dataclass

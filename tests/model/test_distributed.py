@@ -153,3 +153,27 @@ def test_two_process_training_checkpoints_and_resumes_exactly(image_folder: Path
     # One process cannot continue a two-process run: the batches and schedule would change.
     with pytest.raises(ValueError, match="--nproc-per-node 2"):
         train(tiny_config(epochs=3), data, tmp_path / "part", resume=True, progress=False)
+
+
+def test_streamed_shares_take_the_same_number_of_steps(image_folder: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from model.data import iter_records
+    from model.feed import StreamFeed
+
+    data = tmp_path / "data"
+    shutil.copytree(image_folder, data)
+    uris = [r.uri for r in iter_records(data)]
+    for uri in uris[0:8:2]:  # four unreadable files, all in rank 0's share (even positions)
+        (data / uri).write_bytes(b"broken")
+    feeds = [
+        StreamFeed(str(data), 32, [], len(uris), batch_size=6, seed=0, workers=0, dist=DistInfo(r, 2, r))
+        for r in range(2)
+    ]
+    assert feeds[0].steps_per_epoch == len(uris) // 12 == 4
+    for feed in feeds:
+        # Rank 0's share has 27 - 4 = 23 readable images for 4 x 6: it starts over rather than stop short.
+        batches = [images for images, _ in feed.epoch(0)]
+        assert len(batches) == 4 and all(b.shape == (6, 3, 32, 32) for b in batches)
+        resumed = [images for images, _ in feed.epoch(0, start=3)]
+        assert len(resumed) == 1 and torch.equal(resumed[0], batches[3])
