@@ -71,7 +71,15 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     aug_gen: torch.Generator
     step: int = 0
-    seconds: float = 0.0  # training wall time so far, across resumes
+    seconds: float = 0.0  # training-step time so far, across resumes
+    wall_base: float = 0.0  # wall time of earlier calls (decode, steps, evaluation, saving)
+    call_start: float = field(default_factory=time.perf_counter)
+
+    @property
+    def wall_seconds(self) -> float:
+        """Wall-clock time of the whole run so far, across resumed calls."""
+        return self.wall_base + time.perf_counter() - self.call_start
+
     forward: torch.nn.Module | None = None  # what training steps call: the DDP wrapper, if any
     dist: DistInfo = field(default_factory=DistInfo)
 
@@ -90,6 +98,7 @@ def save_checkpoint(path: Path, cfg: RunConfig, state: TrainState) -> None:
         "optimizer": state.optimizer.state_dict(),
         "step": state.step,
         "seconds": state.seconds,
+        "wall_seconds": state.wall_seconds,
         "world_size": state.dist.world_size,
         "aug_rng": aug_states[0],
         "aug_rng_ranks": aug_states,  # each process's augmentation stream, for exact resume
@@ -282,6 +291,9 @@ def _train(
     stops: tuple[int | None, float | None],
 ) -> TrainResult:
     stop_at_step, stop_after_minutes = stops
+    call_start = time.perf_counter()
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed view sizes: let cuDNN pick the fastest kernels
     ckpt_path, encoder_path = run_dir / "checkpoint.pt", run_dir / "encoder.pt"
     saved: dict[str, Any] | None = None
     if resume:
@@ -320,6 +332,7 @@ def _train(
     state = TrainState(
         model, build_optimizer(model, cfg.train), torch.Generator(device=dev).manual_seed(aug_seed), dist=info
     )
+    state.call_start = call_start
     if saved is not None:
         model.load_state_dict(saved["model"])
         state.optimizer.load_state_dict(saved["optimizer"])
@@ -329,6 +342,7 @@ def _train(
         if "cuda_rng" in saved and torch.cuda.is_available() and not info.enabled:
             torch.cuda.set_rng_state_all(saved["cuda_rng"])
         state.step, state.seconds = int(saved["step"]), float(saved["seconds"])
+        state.wall_base = float(saved.get("wall_seconds", saved["seconds"]))
         LOG.info("resumed %s at step %d", run_dir, state.step)
     forward: torch.nn.Module = model
     if info.enabled:
@@ -365,6 +379,7 @@ def _train(
                         "epoch": epoch + 1,
                         "loss": loss,
                         "seconds": state.seconds,
+                        "wall_seconds": state.wall_seconds,
                         **last_eval,
                     }
                 )

@@ -119,3 +119,8 @@ def test_stop_after_minutes_checkpoints_this_call_and_resumes(image_folder: Path
     assert again.step == 2  # the budget counts from this call's start, not the run's
     done = train(cfg, str(image_folder), tmp_path / "run", resume=True, progress=False)
     assert done.finished
+    # Wall-clock time (decode, evaluation, saving included) adds up across the three calls.
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    epoch = next(r for r in rows if r["kind"] == "epoch")
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert 0 < epoch["seconds"] < epoch["wall_seconds"] <= saved["wall_seconds"]
