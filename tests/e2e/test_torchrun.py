@@ -23,22 +23,22 @@ def torchrun(*args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def test_torchrun_trains_resumes_and_builds_an_index(image_folder: Path, tmp_path: Path) -> None:
-    run, data = tmp_path / "run", str(image_folder)
-    common = [
+def train_args(data: str, out: Path, epochs: int) -> list[str]:
+    """A tiny run: batch 8 per process, an 8-wide CNN, a log row every step."""
+    return [
         "--data",
         data,
         "--out",
-        str(run),
+        str(out),
         "--epochs",
-        "2",
-        "--batch-size",
-        "8",
-        "--width",
-        "8",
-        "--log-every",
-        "1",
+        str(epochs),
+        *["--batch-size", "8", "--width", "8", "--log-every", "1"],
     ]
+
+
+def test_torchrun_trains_resumes_and_builds_an_index(image_folder: Path, tmp_path: Path) -> None:
+    run, data = tmp_path / "run", str(image_folder)
+    common = train_args(data, run, epochs=2)
     first = torchrun("train", *common, "--stop-after-steps", "1")
     assert first.stdout.count("stopped at step 1/4") == 1  # rank 0 alone reports
     second = torchrun("train", "--data", data, "--out", str(run), "--resume")
@@ -77,18 +77,7 @@ def test_two_nodes_meet_through_rendezvous(image_folder: Path, tmp_path: Path) -
                 "-m",
                 "app.cli",
                 "train",
-                "--data",
-                str(image_folder),
-                "--out",
-                str(run),
-                "--epochs",
-                "1",
-                "--batch-size",
-                "8",
-                "--width",
-                "8",
-                "--log-every",
-                "1",
+                *train_args(str(image_folder), run, epochs=1),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
