@@ -31,7 +31,6 @@ from torch import nn
 class DistInfo:
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
 
     @property
     def enabled(self) -> bool:
@@ -50,8 +49,7 @@ def current() -> DistInfo:
     """This process's place in the process group (rank 0 of 1 when there is none)."""
     if not (dist.is_available() and dist.is_initialized()):
         return DistInfo()
-    local = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
-    return DistInfo(dist.get_rank(), dist.get_world_size(), local)
+    return DistInfo(dist.get_rank(), dist.get_world_size())
 
 
 def setup(device: str | None = None) -> tuple[DistInfo, torch.device, bool]:
@@ -147,8 +145,9 @@ def all_gather_plain(x: torch.Tensor) -> torch.Tensor:
 def mean_over_processes(value: torch.Tensor) -> torch.Tensor:
     """A detached scalar averaged over processes (the global batch's loss, for logs and NaN checks)."""
     info = current()
-    value = value.detach().float().clone()
+    value = value.detach().float()
     if info.enabled:
+        value = value.clone()  # all_reduce works in place
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
         value /= info.world_size
     return value
@@ -224,8 +223,3 @@ def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
     for name, child in module.named_children():
         module.add_module(name, convert_batchnorm(child, device))
     return module
-
-
-def shard_range(n: int, info: DistInfo) -> range:
-    """Positions of n items this process takes: every world_size-th, starting at its rank."""
-    return range(info.rank, n, info.world_size)

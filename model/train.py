@@ -237,8 +237,6 @@ def train_one_epoch(
             window_start, window_images = time.perf_counter(), 0
             if bar is not None:
                 bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.3g}", img_s=f"{ips:.0f}", px=view_size)
-        elif log_due:
-            window_start, window_images = time.perf_counter(), 0
         if bar is not None:
             bar.update(1)
         if checkpoint_due:

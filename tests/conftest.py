@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import tarfile
 from pathlib import Path
 
@@ -39,6 +40,17 @@ def encode(arr: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format=fmt)
     return buf.getvalue()
+
+
+def pattern_png(seed: int) -> bytes:
+    """A fresh PNG (not in the fixture collections, whose generators use other seeds)."""
+    return encode(pattern_image(seed % 3, np.random.default_rng(1000 + seed)), "PNG")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def make_collection(root: Path, per_class_train: int = 12, per_class_test: int = 6, seed: int = 0) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,14 @@ from model.embed import load_encoder
 def tiny_index(tiny_encoder: Path, image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("index") / "idx"
     build_index(load_encoder(tiny_encoder), image_folder, root, progress=False)
+    return root
+
+
+@pytest.fixture()
+def index_copy(tiny_index: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny index, for tests that write to it."""
+    root = tmp_path / "idx"
+    shutil.copytree(tiny_index, root)
     return root
 
 

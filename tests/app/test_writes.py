@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
 from tests.app.conftest import make_settings, wait_ready
-from tests.conftest import encode, pattern_image
+from tests.conftest import pattern_png as png
 
 KEY = "s3cret-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-def png(seed: int) -> bytes:
-    return encode(pattern_image(seed % 3, np.random.default_rng(1000 + seed)), "PNG")
-
-
-@pytest.fixture()
-def index_copy(tiny_index: Path, tmp_path: Path) -> Path:
-    """A private copy of the tiny index (these tests write to it)."""
-    root = tmp_path / "idx"
-    shutil.copytree(tiny_index, root)
-    return root
 
 
 def open_client(encoder: Path, index: Path, **settings: object) -> TestClient:

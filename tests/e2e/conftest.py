@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,13 +13,8 @@ import pytest
 import uvicorn
 
 from app.main import create_app
-from tests.app.conftest import make_settings, tiny_index  # noqa: F401  (fixture)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.app.conftest import index_copy, make_settings, tiny_index  # noqa: F401  (fixtures)
+from tests.conftest import free_port
 
 
 def wait_ready(base: str, timeout: float = 60) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,26 +13,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
-from tests.conftest import encode, pattern_image
+from tests.conftest import pattern_png as png
 from tests.e2e.conftest import free_port, run_server, wait_ready
 
 pytestmark = pytest.mark.slow
 KEY = "reliability-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-def png(seed: int) -> bytes:
-    return encode(pattern_image(seed % 3, np.random.default_rng(50_000 + seed)), "PNG")
-
-
-@pytest.fixture()
-def index_copy(tiny_index: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "idx"
-    shutil.copytree(tiny_index, root)
-    return root
 
 
 def add_one(client: httpx.Client, base: str, seed: int) -> int | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.multiproc import free_port
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -117,7 +117,7 @@ def test_feed_shards_each_global_batch_across_processes() -> None:
     images = torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1).expand(40, 3, 2, 2).contiguous()
     labels = torch.arange(40)
     one = CachedFeed(images, labels, batch_size=8, seed=3)
-    parts = [CachedFeed(images, labels, batch_size=4, seed=3, dist=DistInfo(r, 2, r)) for r in range(2)]
+    parts = [CachedFeed(images, labels, batch_size=4, seed=3, dist=DistInfo(r, 2)) for r in range(2)]
     assert one.steps_per_epoch == parts[0].steps_per_epoch == 5
     for epoch in (0, 1):
         for (_, whole), (_, a), (_, b) in zip(
@@ -167,8 +167,7 @@ def test_streamed_shares_take_the_same_number_of_steps(image_folder: Path, tmp_p
     for uri in uris[0:8:2]:  # four unreadable files, all in rank 0's share (even positions)
         (data / uri).write_bytes(b"broken")
     feeds = [
-        StreamFeed(str(data), 32, [], len(uris), batch_size=6, seed=0, workers=0, dist=DistInfo(r, 2, r))
-        for r in range(2)
+        StreamFeed(str(data), 32, [], len(uris), batch_size=6, seed=0, workers=0, dist=DistInfo(r, 2)) for r in range(2)
     ]
     assert feeds[0].steps_per_epoch == len(uris) // 12 == 4
     for feed in feeds:
