@@ -31,10 +31,11 @@ def _setup(verbose: bool, threads: int | None = None) -> None:
     )
     import torch
 
-    # Set on purpose: torch's default can oversubscribe small machines and containers. Under
-    # torchrun the processes of one machine share its cores.
-    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // per_machine))
+    from model.hardware import cores_per_process
+
+    # Set on purpose: torch's default counts the machine's cores, not the ones this process may
+    # use (containers, taskset), and under torchrun the processes of one machine share them.
+    torch.set_num_threads(threads or cores_per_process())
 
 
 def _is_main_process() -> bool:

@@ -25,8 +25,12 @@ class Settings(BaseSettings):
 
     batch_max_size: int = Field(32, ge=1, description="micro-batch: most queries in one forward pass")
     batch_max_wait_ms: float = Field(3.0, ge=0, description="micro-batch: longest wait for company")
-    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: all cores)")
-    decode_workers: int = Field(4, ge=1, description="threads decoding uploads")
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads (default: the cores this process may use)"
+    )
+    decode_workers: int | None = Field(
+        None, ge=1, description="threads decoding uploads (default: the cores this process may use)"
+    )
     rebuild_duty_cycle: float = Field(0.5, gt=0, le=1, description="share of time a rebuild may compute")
 
     @property

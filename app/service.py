@@ -23,6 +23,7 @@ from index.images import ImageStore
 from index.store import ImageIndex, IndexRetiredError, load
 from model.data import UnreadableImageError, decode_opened, open_image
 from model.embed import Encoder, load_encoder
+from model.hardware import usable_cores
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,7 +62,10 @@ class SearchService:
     batcher: MicroBatcher | None = None
     load_error: str | None = None
     decoding: int = 0  # requests between upload and embedding (the batcher waits for them)
-    decode_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(4, "decode"))
+    decode_pool: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.decode_pool = ThreadPoolExecutor(self.settings.decode_workers or usable_cores(), "decode")
 
     @property
     def ready(self) -> bool:
@@ -70,8 +74,7 @@ class SearchService:
     def load(self) -> None:
         """Load the encoder and the index (blocking; run it off the event loop)."""
         s = self.settings
-        if s.torch_threads:
-            torch.set_num_threads(s.torch_threads)
+        torch.set_num_threads(s.torch_threads or usable_cores())
         encoder = load_encoder(s.encoder_path, s.device)
         # Writable: half-written versions are cleaned up and journalled writes replayed.
         index = load(s.index_path, encoder_checksum=encoder.checksum, writable=True)

@@ -64,7 +64,7 @@ def bare_images_per_second(cfg: RunConfig, device: torch.device, warmup: int, st
         if i == warmup:
             sync(device)
             started = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.amp):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(cfg.train.amp)):
             _, z = forward(x)
         loss = loss_fn(*z.float().chunk(2))
         opt.zero_grad(set_to_none=True)

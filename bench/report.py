@@ -9,22 +9,15 @@ from pathlib import Path
 
 import torch
 
+from model.hardware import describe, one_line
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (
-        f"{platform.node() or 'host'}: {cpu}, {torch.get_num_threads()} torch threads, {gpu}, torch {torch.__version__}"
-    )
+    """Where a figure was measured: CPU model, its vector ISA and bf16 support, cores, GPU, torch."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    return f"{platform.node() or 'host'}: {one_line(describe(dev))}"
 
 
 def today() -> str:

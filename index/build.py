@@ -27,6 +27,7 @@ from model.data import ImageRecord, UnreadableImageError, count_records, decode_
 from model.distributed import DistInfo
 from model.distributed import current as current_process
 from model.embed import Encoder
+from model.hardware import cores_per_process
 
 LOG = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ def embed_collection(
     encoder: Encoder,
     data: str | Path,
     batch_size: int = 256,
-    workers: int = 2,
+    workers: int | None = None,
     progress: bool = True,
     store: ImageStore | None = None,
 ) -> tuple[np.ndarray, list[NewImage], dict[str, int]] | None:
@@ -182,7 +183,7 @@ def embed_collection(
     shard = current_process()
     total = count_records(data)
     bar = tqdm(total=total, desc="embed", unit="img", dynamic_ncols=True, disable=not (progress and shard.is_main))
-    part = _embed_part(encoder, data, batch_size, workers, bar, store, shard)
+    part = _embed_part(encoder, data, batch_size, workers or cores_per_process(), bar, store, shard)
     bar.close()
     if shard.enabled:
         gathered: list[EmbeddedPart] | None = [part] * shard.world_size if shard.is_main else None

@@ -103,8 +103,10 @@ class TrainConfig:
     knn_k: int = 200
     knn_bank: int = 10_000  # train images in the kNN memory bank during training
     health_sample: int = 1024  # held-out images for the health metrics
-    amp: bool = True  # bf16 autocast on CUDA
-    channels_last: bool = True
+    # None: chosen per run by timing trial steps on the device (model.precision); the chosen value
+    # is what config.json and checkpoints hold, so that a resumed run trains alike.
+    amp: bool | None = None  # bf16 autocast
+    channels_last: bool | None = None
     compile: bool = False
     sync_bn: bool = True  # under data parallelism: batch-norm statistics over the global batch
     num_workers: int = 2  # decode workers when streaming (collections too big to cache)
@@ -157,7 +159,8 @@ def preset(name: str) -> RunConfig:
         # Measured on 2 CPU cores (BENCHMARKS.md): a narrow CNN trained on small views that
         # grow from 16 to 24 px, evaluated on the full 32 px images (train/test resolution
         # discrepancy, Touvron et al. 2019: RandomResizedCrop magnifies objects, so testing
-        # above the training resolution helps), tau = 0.2, bf16 autocast on the CPU.
+        # above the training resolution helps), tau = 0.2. Precision and memory format are timed
+        # per machine (bf16 is 2x faster with native bf16 and ~13x slower where it is emulated).
         return RunConfig(
             preset=name,
             encoder=EncoderConfig(arch="small_cnn", width=24, proj_hidden=512, proj_out=128, image_size=32),

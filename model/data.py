@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from model.hardware import cores_per_process
+
 LOG = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
@@ -227,9 +229,12 @@ def _decode_or_none(record: ImageRecord, size: int) -> np.ndarray | None:
 
 
 def load_collection(
-    path: str | os.PathLike[str], size: int, workers: int = 2, limit: int | None = None
+    path: str | os.PathLike[str], size: int, workers: int | None = None, limit: int | None = None
 ) -> ImageCollection:
-    """Decode a whole collection once into an `ImageCollection` (unreadable files skipped)."""
+    """Decode a whole collection once into an `ImageCollection` (unreadable files skipped).
+
+    `workers` decode threads; by default one per core this process may use.
+    """
     images: list[np.ndarray] = []
     label_names: list[str | None] = []
     splits: list[str | None] = []
@@ -250,7 +255,7 @@ def load_collection(
         chunk.clear()
 
     # PIL releases the GIL while decoding, so threads give a real speed-up here.
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, workers or cores_per_process())) as pool:
         for record in iter_records(path):
             chunk.append(record)
             if len(chunk) >= 512:

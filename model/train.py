@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,10 @@ from model.embed import embed_tensor
 from model.encoder import SimCLRModel
 from model.evaluate import collapse_warning, health, knn_accuracy
 from model.feed import CachedFeed, EvalSet, StreamFeed, prepare_data
+from model.hardware import describe
 from model.loss import NTXentLoss, SupConLoss
 from model.optim import build_optimizer, lr_at
+from model.precision import choose_speed, training_step_timer
 
 LOG = logging.getLogger(__name__)
 
@@ -176,7 +178,7 @@ def train_one_epoch(
     augment = SimCLRAugment(cfg.augment, cfg.encoder.mean, cfg.encoder.std)
     ntxent, supcon = NTXentLoss(t.temperature), SupConLoss(t.temperature)
     warmup = int(t.warmup_epochs * feed.steps_per_epoch)
-    use_amp = t.amp and device.type in ("cuda", "cpu")
+    use_amp = bool(t.amp) and device.type in ("cuda", "cpu")
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
     start = state.step - epoch * feed.steps_per_epoch
     window_start, window_images, loss_value = time.perf_counter(), 0, math.nan
@@ -231,6 +233,7 @@ def train_one_epoch(
                     "lr": lr,
                     "images_per_s": ips,
                     "view_size": view_size,
+                    "precision": "bf16" if use_amp else "fp32",
                     "seconds": state.seconds,
                 }
             )
@@ -313,7 +316,6 @@ def _train(
     barrier()  # every process has checked the run folder before rank 0 writes to it
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     torch.manual_seed(cfg.train.seed)
 
     feed, evalset, data_info = prepare_data(cfg, data, info)
@@ -321,6 +323,21 @@ def _train(
         feed.to(dev, cfg.train.device_cache_max_bytes)
     LOG.info("data: %s", data_info)
     model = SimCLRModel(cfg.encoder).to(dev)
+    # Timed on a copy of the model before any step, so the run itself is not perturbed; the
+    # chosen values go into config.json and checkpoints, so a resumed run keeps them.
+    speed = choose_speed(
+        amp=cfg.train.amp,
+        channels_last=cfg.train.channels_last,
+        device=dev,
+        run_step=training_step_timer(model, dev, cfg.augment.crop_size, cfg.train.temperature),
+    )
+    cfg = replace(cfg, train=replace(cfg.train, amp=speed.bf16, channels_last=speed.channels_last))
+    machine = describe(dev)
+    if info.is_main and (saved is None or not (run_dir / "config.json").exists()):
+        # The config, and beside it the measurements behind its speed settings (a resumed run
+        # keeps the first call's: its settings come from the checkpoint).
+        record = {**cfg.to_dict(), "speed": {**speed.record(), "machine": machine}}
+        (run_dir / "config.json").write_text(json.dumps(record, indent=2) + "\n")
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if info.enabled and cfg.train.sync_bn:
@@ -409,6 +426,8 @@ def _train(
                 "seconds": state.seconds,
                 "preset": cfg.preset,
                 "processes": info.world_size,
+                "precision": "bf16" if cfg.train.amp else "fp32",
+                "machine": machine,
                 "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )

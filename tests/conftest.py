@@ -90,6 +90,7 @@ def tiny_config(**train: object) -> RunConfig:
         "knn_k": 5,
         "health_sample": 16,
         "amp": False,
+        "channels_last": True,
         **train,
     }
     return RunConfig(

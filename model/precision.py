@@ -1,0 +1,185 @@
+"""Training precision and memory format, chosen by timing real training steps on this device.
+
+bf16 autocast and channels_last are large gains on some processors and large losses on others
+(a CPU without native bf16 emulates it: a step of the CPU preset is ~13x slower than in fp32).
+So the job does not assume: before the first step it times a few forward + backward passes of a
+copy of the actual model, at the run's view size and loss, for each candidate setting, and keeps
+the fastest. A setting given explicitly (`--amp` / `--no-amp`) is kept; forcing bf16 on a CPU
+without native bf16 is still timed, so that the warning can say how much it costs.
+
+On CUDA nothing is timed: bf16 where the GPU supports it (every GPU since Ampere), fp32 otherwise;
+channels_last, which cuDNN's tensor-core convolutions want.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from model.hardware import cpu_capability, cpu_has_native_bf16
+from model.loss import NTXentLoss
+
+LOG = logging.getLogger(__name__)
+
+TRIAL_IMAGES = 32  # images per trial step (64 views): conv cost is linear in the batch, so ratios hold
+TRIAL_REPEATS = 3  # timed steps per candidate, after one warm-up step
+HOPELESS = 3.0  # a candidate whose steps take this many times the best so far is not timed further
+
+
+@dataclass(frozen=True)
+class Candidate:
+    bf16: bool
+    channels_last: bool
+
+    @property
+    def name(self) -> str:
+        return f"{'bf16' if self.bf16 else 'fp32'}+{'channels_last' if self.channels_last else 'nchw'}"
+
+
+@dataclass(frozen=True)
+class SpeedChoice:
+    """The settings a run trains with, and the measurements (seconds per trial step) behind them."""
+
+    bf16: bool
+    channels_last: bool
+    reason: str
+    step_seconds: dict[str, float] = field(default_factory=dict)  # inf: cut short as hopeless, or not tried
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "precision": "bf16" if self.bf16 else "fp32",
+            "channels_last": self.channels_last,
+            "reason": self.reason,
+            "trial_step_seconds": {k: (None if math.isinf(v) else round(v, 5)) for k, v in self.step_seconds.items()},
+        }
+
+
+StepTimer = Callable[[Candidate], float]  # runs one trial step with a candidate, returns its seconds
+
+
+def time_candidates(
+    candidates: Sequence[Candidate], run_step: StepTimer, repeats: int = TRIAL_REPEATS, hopeless: float = HOPELESS
+) -> dict[str, float]:
+    """Median seconds per step of each candidate, after one warm-up step.
+
+    Candidates come fastest-expected first. One that is `hopeless` times slower than the best so
+    far on two steps in a row stops there, and so do the later candidates of its precision (their
+    cost is dominated by the same emulated arithmetic): the whole measurement stays within a few
+    seconds even where bf16 is emulated.
+    """
+    best, out, cut_precisions = math.inf, {}, set()
+    for cand in candidates:
+        if cand.bf16 in cut_precisions:
+            out[cand.name] = math.inf
+            continue
+        times: list[float] = []
+        slow_in_a_row = 0
+        for i in range(repeats + 1):
+            seconds = run_step(cand)
+            slow_in_a_row = slow_in_a_row + 1 if seconds > hopeless * best else 0
+            if i > 0:
+                times.append(seconds)
+            if slow_in_a_row >= 2:
+                cut_precisions.add(cand.bf16)
+                times = [seconds]
+                break
+        estimate = statistics.median(times)
+        out[cand.name] = estimate
+        best = min(best, estimate)
+    return out
+
+
+def training_step_timer(
+    model: torch.nn.Module, device: torch.device, view_size: int, temperature: float, images: int = TRIAL_IMAGES
+) -> StepTimer:
+    """Time forward + NT-Xent + backward on a copy of `model` (the run's own model stays untouched)."""
+    trial = copy.deepcopy(model).to(device).train()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2 * images, 3, view_size, view_size, generator=gen).to(device)
+    loss_fn = NTXentLoss(temperature)
+
+    def run(cand: Candidate) -> float:
+        fmt = torch.channels_last if cand.channels_last else torch.contiguous_format
+        trial.to(memory_format=fmt)
+        xi = x.contiguous(memory_format=fmt)
+        _sync(device)
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cand.bf16):
+            _, z = trial(xi)
+        z1, z2 = z.float().chunk(2)
+        trial.zero_grad(set_to_none=True)
+        loss_fn(z1, z2).backward()
+        _sync(device)
+        return time.perf_counter() - start
+
+    return run
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _agree(timings: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Under data parallelism every process must train alike: each candidate's slowest process counts."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()) or not timings:
+        return timings
+    keys = sorted(timings)
+    t = torch.tensor([min(timings[k], 1e30) for k in keys], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return {k: (math.inf if v >= 1e30 else float(v)) for k, v in zip(keys, t.tolist(), strict=True)}
+
+
+def choose_speed(
+    *,
+    amp: bool | None,
+    channels_last: bool | None,
+    device: torch.device,
+    run_step: StepTimer | None = None,
+    native_bf16: bool | None = None,
+) -> SpeedChoice:
+    """Resolve `amp` / `channels_last` (None: measure) for training on `device`.
+
+    `run_step` times one trial step (see `training_step_timer`); it is only called on the CPU.
+    """
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported() if amp is None else amp
+        why = "given" if amp is not None else ("the GPU supports bf16" if bf16 else "the GPU lacks bf16")
+        return SpeedChoice(bf16, True if channels_last is None else channels_last, f"CUDA: {why}")
+    if device.type != "cpu" or run_step is None:
+        return SpeedChoice(bool(amp), bool(channels_last), f"{device.type}: no measurement; fp32 unless given")
+    native = cpu_has_native_bf16() if native_bf16 is None else native_bf16
+    forced_emulated = amp is True and not native
+    precisions = [False, True] if amp is None or forced_emulated else [amp]
+    layouts = [True, False] if channels_last is None else [channels_last]
+    if len(precisions) * len(layouts) == 1:
+        return SpeedChoice(precisions[0], layouts[0], "given")
+    timings = time_candidates([Candidate(p, c) for p in precisions for c in layouts], run_step)
+    timings = _agree(timings, device)
+    allowed = [Candidate(p, c) for p in ([True] if forced_emulated else precisions) for c in layouts]
+    pick = min(allowed, key=lambda c: timings[c.name])
+    trials = ", ".join(f"{k} {v * 1000:.0f} ms" if math.isfinite(v) else f"{k} cut" for k, v in timings.items())
+    reason = f"fastest of timed trial steps on this CPU ({cpu_capability()}): {trials}"
+    if forced_emulated:
+        fp32 = min(v for k, v in timings.items() if k.startswith("fp32"))
+        ratio = timings[pick.name] / fp32
+        reason = f"bf16 forced (--amp); {trials}"
+        LOG.warning(
+            "bf16 autocast was forced (--amp) on a CPU without native bf16 (%s): torch emulates it, and a training "
+            "step takes %.1fx as long as in fp32 (%.0f ms against %.0f ms per trial step). Drop --amp to let the "
+            "job choose, or pass --no-amp.",
+            cpu_capability(),
+            ratio,
+            timings[pick.name] * 1000,
+            fp32 * 1000,
+        )
+    LOG.info("training precision: %s (%s)", pick.name, reason)
+    return SpeedChoice(pick.bf16, pick.channels_last, reason, timings)
