@@ -52,6 +52,7 @@ class SpeedChoice:
     channels_last: bool
     reason: str
     step_seconds: dict[str, float] = field(default_factory=dict)  # inf: cut short as hopeless, or not tried
+    measured_in: float = 0.0  # wall seconds the trials took
 
     def record(self) -> dict[str, Any]:
         return {
@@ -59,6 +60,7 @@ class SpeedChoice:
             "channels_last": self.channels_last,
             "reason": self.reason,
             "trial_step_seconds": {k: (None if math.isinf(v) else round(v, 5)) for k, v in self.step_seconds.items()},
+            "trial_wall_seconds": round(self.measured_in, 3),
         }
 
 
@@ -162,8 +164,10 @@ def choose_speed(
     layouts = [True, False] if channels_last is None else [channels_last]
     if len(precisions) * len(layouts) == 1:
         return SpeedChoice(precisions[0], layouts[0], "given")
+    started = time.perf_counter()
     timings = time_candidates([Candidate(p, c) for p in precisions for c in layouts], run_step)
     timings = _agree(timings, device)
+    measured_in = time.perf_counter() - started
     allowed = [Candidate(p, c) for p in ([True] if forced_emulated else precisions) for c in layouts]
     pick = min(allowed, key=lambda c: timings[c.name])
     trials = ", ".join(f"{k} {v * 1000:.0f} ms" if math.isfinite(v) else f"{k} cut" for k, v in timings.items())
@@ -181,5 +185,5 @@ def choose_speed(
             timings[pick.name] * 1000,
             fp32 * 1000,
         )
-    LOG.info("training precision: %s (%s)", pick.name, reason)
-    return SpeedChoice(pick.bf16, pick.channels_last, reason, timings)
+    LOG.info("training precision: %s (%s; measured in %.1f s)", pick.name, reason, measured_in)
+    return SpeedChoice(pick.bf16, pick.channels_last, reason, timings, measured_in)
