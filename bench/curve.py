@@ -40,6 +40,7 @@ def main() -> None:
         default="wall",
         help="wall: the whole run (decode, evaluation, resumes included); train: training steps only",
     )
+    parser.add_argument("--machine", default=None, help="where the run trained, if not here (e.g. a GPU machine)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     cfg = json.loads((args.run / "config.json").read_text())
@@ -75,7 +76,8 @@ def main() -> None:
     )
     t = cfg["train"]
     body = (
-        f"## Time to accuracy: `{cfg['preset']}` ({today()})\n\nMachine: {machine()}.\n\n```\n{args.command}\n```\n\n"
+        f"## Time to accuracy: `{cfg['preset']}` ({today()})\n\nMachine: {args.machine or machine()}.\n\n"
+        f"```\n{args.command}\n```\n\n"
         f"kNN during training: k={t['knn_k']}, bank of {t['knn_bank']} train images, every {t['knn_every']} "
         f"epoch(s); {t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']}, τ={t['temperature']}.\n\n"
         f"{summary}\n\n![kNN vs time](docs/{plot.name})\n"

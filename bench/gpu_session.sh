@@ -16,7 +16,11 @@ PRESET=${PRESET:-resnet18}
 SMOKE_STEPS=${SMOKE_STEPS:-60}
 TRAIN_IMAGES=${TRAIN_IMAGES:-50000}
 WORK=${WORK:-runs/gpu-session}
-if command -v uv >/dev/null; then py=(uv run python); else py=(python3); export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}; fi
+# $PY, else the project's venv where it exists, else the machine's python3 (the GPU machines:
+# torch preinstalled, no registry: PY=python3 there).
+if [ -n "${PY:-}" ]; then py=("$PY"); export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
+elif [ -d .venv ] && command -v uv >/dev/null; then py=(uv run python)
+else py=(python3); export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}; fi
 export PYTHONUNBUFFERED=1
 mkdir -p "$RESULTS" "$WORK"
 STEPS="$RESULTS/steps.log"
