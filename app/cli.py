@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -46,11 +46,39 @@ def _is_main_process() -> bool:
 def _data_path(data: str | None) -> str:
     path = data or os.environ.get(DATA_ENV)
     if not path:
-        raise typer.BadParameter(f"pass --data PATH or set {DATA_ENV}", param_hint="--data")
+        raise typer.BadParameter(
+            f"pass --data PATH (a folder of images or a .tar/.tar.gz of one) or set {DATA_ENV}; "
+            "no images at hand? `latent-search sample` fetches a sample collection",
+            param_hint="--data",
+        )
     return path
 
 
-def _fail(exc: BaseException) -> None:
+def _sample_path() -> str:
+    """The cached sample collection, fetched (with a progress bar) and converted on first use."""
+    from tqdm import tqdm
+
+    from model.sample import CIFAR10, SampleUnavailableError, converted_path, ensure_sample
+
+    if converted_path().exists():
+        return str(converted_path())
+    typer.echo(f"no --data given: fetching the sample collection (CIFAR-10, {CIFAR10.size or 0:,} bytes) once")
+    with tqdm(total=CIFAR10.size, unit="B", unit_scale=True, desc="download", dynamic_ncols=True) as bar:
+
+        def progress(done: int, total: int | None) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            path = ensure_sample(progress=progress)
+        except SampleUnavailableError as exc:
+            bar.close()
+            _fail(exc)
+    typer.echo(f"sample collection ready: {path}")
+    return str(path)
+
+
+def _fail(exc: BaseException) -> NoReturn:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
@@ -319,7 +347,10 @@ def demo(
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Stop after training and indexing.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Train (preset for this machine), index the whole collection, then serve it."""
+    """Train (preset for this machine), index the whole collection, then serve it.
+
+    Without --data (and LATENT_SEARCH_DATA) it uses the sample collection, fetched once.
+    """
     _setup(verbose)
     import shutil
 
@@ -333,7 +364,7 @@ def demo(
     from model.train import NonFiniteLossError
     from model.train import train as run_train
 
-    source = _data_path(data)
+    source = data or os.environ.get(DATA_ENV) or _sample_path()
     name = "resnet18" if torch.cuda.is_available() else "cpu-small"
     run_dir, index_dir = workdir / "runs" / name, workdir / "index"
     encoder_path = run_dir / "encoder.pt"
@@ -370,6 +401,13 @@ def demo(
         typer.echo("  (set LATENT_SEARCH_API_KEY to choose your own; send it as 'Authorization: Bearer <key>')")
     typer.echo("[3/3] starting the server")
     _serve(encoder_path, index_dir, host, port, api_key)
+
+
+@app.command()
+def sample() -> None:
+    """Fetch the sample collection (CIFAR-10) into the cache now, for a machine that goes offline later."""
+    _setup(False)
+    typer.echo(_sample_path())
 
 
 def main() -> None:
