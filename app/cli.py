@@ -89,7 +89,9 @@ def train(
     out: Annotated[Path, typer.Option(help="Run directory (config, metrics, checkpoints, encoder.pt).")] = Path(
         "runs/default"
     ),
-    preset: Annotated[str, typer.Option(help="cpu-small | resnet18 | resnet50")] = "cpu-small",
+    preset: Annotated[
+        str, typer.Option(help="cpu-small | resnet18 | resnet50 | pretrained-lite0 (adapts an ImageNet network)")
+    ] = "cpu-small",
     resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out exactly.")] = False,
     epochs: Annotated[int | None, typer.Option(help="Epochs (preset default).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per batch (2 views each).")] = None,
@@ -115,7 +117,14 @@ def train(
     stop_after_minutes: Annotated[
         float | None, typer.Option(help="Checkpoint and stop after this much training in this call (resumable).")
     ] = None,
-    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast.")] = None,
+    init: Annotated[
+        str | None, typer.Option(help="Start f from a pretrained network: efficientnet_lite0 (weights from a package).")
+    ] = None,
+    backbone_lr_scale: Annotated[float | None, typer.Option(help="f's learning rate as a fraction of g's.")] = None,
+    frozen_blocks: Annotated[int | None, typer.Option(help="Pretrained blocks of f left unchanged.")] = None,
+    amp: Annotated[
+        bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast (default: timed on this machine).")
+    ] = None,
     compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile.")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N (default: cuda if present).")] = None,
@@ -152,6 +161,9 @@ def train(
                 "train.compile": compile,
                 "train.seed": seed,
                 "encoder.arch": arch,
+                "encoder.init": init,
+                "train.backbone_lr_scale": backbone_lr_scale,
+                "train.frozen_blocks": frozen_blocks,
                 "encoder.width": width,
                 "encoder.image_size": image_size,
                 "augment.crop_size": view_size or image_size,
@@ -401,6 +413,23 @@ def demo(
         typer.echo("  (set LATENT_SEARCH_API_KEY to choose your own; send it as 'Authorization: Bearer <key>')")
     typer.echo("[3/3] starting the server")
     _serve(encoder_path, index_dir, host, port, api_key)
+
+
+@app.command("pretrained")
+def pretrained_encoder(
+    out: Annotated[Path, typer.Option(help="Where to write the encoder.pt.")],
+    name: Annotated[str, typer.Option(help="Starting point: efficientnet_lite0.")] = "efficientnet_lite0",
+    image_size: Annotated[int | None, typer.Option(help="Side f embeds at (default: the native 224).")] = None,
+) -> None:
+    """Write a pretrained network as it is (no training) as an encoder.pt to index and serve."""
+    _setup(False)
+    from model.pretrained import export_as_is
+
+    try:
+        path = export_as_is(name, out, image_size)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(f"encoder: {path}\nnext: latent-search index build --encoder {path} --data ...")
 
 
 @app.command()

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Arch = Literal["small_cnn", "resnet18", "resnet34", "resnet50"]
+Arch = Literal["small_cnn", "resnet18", "resnet34", "resnet50", "efficientnet_lite0"]
 Optim = Literal["sgd", "lars"]
 LossName = Literal["ntxent", "supcon"]
 
-PRESETS = ("cpu-small", "resnet18", "resnet50")
+PRESETS = ("cpu-small", "resnet18", "resnet50", "pretrained-lite0")
 
 # Per-channel statistics of natural images (CIFAR-10's are within 0.03 of these).
 DEFAULT_MEAN = (0.485, 0.456, 0.406)
@@ -31,11 +31,12 @@ class EncoderConfig:
     proj_hidden: int = 512
     proj_out: int = 128
     image_size: int = 32  # side of the square input f sees at inference
+    init: str = ""  # starting point whose weights f starts from (model.pretrained); "" = from scratch
     mean: tuple[float, float, float] = DEFAULT_MEAN
     std: tuple[float, float, float] = DEFAULT_STD
 
     def __post_init__(self) -> None:
-        if self.arch not in ("small_cnn", "resnet18", "resnet34", "resnet50"):
+        if self.arch not in ("small_cnn", "resnet18", "resnet34", "resnet50", "efficientnet_lite0"):
             raise ValueError(f"unknown arch {self.arch!r}")
         if self.proj_layers < 1 or self.proj_hidden < 1 or self.proj_out < 1:
             raise ValueError("projection head sizes must be >= 1")
@@ -113,6 +114,11 @@ class TrainConfig:
     cache_max_bytes: int = 2 * 1024**3
     device_cache_max_bytes: int = 4 * 1024**3  # the cache moves to the GPU when it is at most this
     max_minutes: float = 0.0  # stop cleanly after this much training time (0: no limit)
+    # Adapting a pretrained f: its learning rate as a fraction of the head's, its batch-norm
+    # layers kept on the pretrained statistics, its first blocks left as they are.
+    backbone_lr_scale: float = 1.0
+    freeze_bn: bool = False
+    frozen_blocks: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -127,6 +133,10 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'sgd' or 'lars', got {self.optimizer!r}")
         if self.loss not in ("ntxent", "supcon"):
             raise ValueError(f"loss must be 'ntxent' or 'supcon', got {self.loss!r}")
+        if not 0 <= self.backbone_lr_scale <= 1:
+            raise ValueError(f"backbone_lr_scale must be in [0, 1], got {self.backbone_lr_scale}")
+        if self.frozen_blocks < 0:
+            raise ValueError("frozen_blocks must be >= 0")
 
 
 @dataclass
@@ -192,6 +202,37 @@ def preset(name: str) -> RunConfig:
                 warmup_epochs=10,
                 knn_every=10,
                 knn_bank=50_000,
+            ),
+        )
+    if name == "pretrained-lite0":
+        # Contrastive adaptation of ImageNet EfficientNet-Lite0 (weights from an installed package,
+        # model.pretrained) to the collection: a new head at full rate, f at a tenth of it with
+        # its batch norm on the pretrained statistics and the stem + first 3 blocks frozen.
+        # 96-px views on the CPU keep a step affordable (depthwise convolutions are slow in torch
+        # there); f embeds at 128 px.
+        return RunConfig(
+            preset=name,
+            encoder=EncoderConfig(
+                arch="efficientnet_lite0",
+                init="efficientnet_lite0",
+                image_size=128,
+                mean=(0.5, 0.5, 0.5),
+                std=(0.5, 0.5, 0.5),
+                proj_hidden=1280,
+                proj_out=128,
+            ),
+            augment=AugmentConfig(crop_size=96, crop_scale=(0.2, 1.0), jitter_strength=0.5, blur_p=0.0),
+            train=TrainConfig(
+                epochs=1,
+                batch_size=64,
+                lr=0.05,
+                temperature=0.2,
+                warmup_epochs=0.05,
+                knn_every=1,
+                backbone_lr_scale=0.1,
+                freeze_bn=True,
+                frozen_blocks=3,
+                max_minutes=13.0,
             ),
         )
     raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from model.config import EncoderConfig
+from model.efficientnet_lite import EfficientNetLite
 
 
 def _conv_bn(cin: int, cout: int) -> nn.Sequential:
@@ -61,11 +62,35 @@ def _resnet(arch: str, small_stem: bool) -> tuple[nn.Module, int]:
 
 
 def build_backbone(cfg: EncoderConfig) -> tuple[nn.Module, int]:
-    """f and the width of h."""
+    """f and the width of h (randomly initialised: starting points load in model.pretrained)."""
     if cfg.arch == "small_cnn":
         net = SmallCNN(cfg.width)
         return net, net.out_dim
+    if cfg.arch == "efficientnet_lite0":
+        lite = EfficientNetLite()
+        return lite, lite.out_dim
     return _resnet(cfg.arch, cfg.small_stem)
+
+
+def freeze(backbone: nn.Module, *, blocks: int, batch_norm: bool) -> None:
+    """Leave the stem and the first `blocks` blocks of a pretrained f as they are (no gradients)."""
+    if blocks and isinstance(backbone, EfficientNetLite):
+        for part in (backbone._conv_stem, backbone._bn0, *list(backbone._blocks)[:blocks]):
+            part.requires_grad_(False)
+    if batch_norm:  # the affine parameters too: the statistics they pair with stay fixed
+        for mod in backbone.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.requires_grad_(False)
+
+
+def set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
+    """model.train(), except batch norm inside f stays on its (pretrained) running statistics."""
+    model.train()
+    backbone = getattr(model, "backbone", None)
+    if freeze_bn and backbone is not None:
+        for mod in backbone.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.eval()
 
 
 class ProjectionHead(nn.Module):

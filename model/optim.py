@@ -54,21 +54,38 @@ class LARS(torch.optim.Optimizer):
                 p.add_(state["momentum_buffer"], alpha=-group["lr"])
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
-    """Weight decay (and LARS scaling) on weight matrices only, not on biases or norm layers."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
+def param_groups(model: nn.Module, weight_decay: float, backbone_lr_scale: float = 1.0) -> list[dict[str, object]]:
+    """Weight decay (and LARS scaling) on weight matrices only, not on biases or norm layers.
+
+    With `backbone_lr_scale` != 1 the backbone's parameters (model.backbone) get their own groups,
+    whose learning rate is that fraction of the schedule's (a pretrained f adapts slowly while
+    the new head g learns at full rate); each group carries its "lr_scale".
+    """
+    backbone = getattr(model, "backbone", None)
+    in_backbone = {id(p) for p in backbone.parameters()} if backbone is not None and backbone_lr_scale != 1 else set()
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for param in model.parameters():
         if param.requires_grad:
-            (decay if param.ndim > 1 else no_decay).append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay, "lars": True},
-        {"params": no_decay, "weight_decay": 0.0, "lars": False},
-    ]
+            groups.setdefault((id(param) in in_backbone, param.ndim > 1), []).append(param)
+    out: list[dict[str, object]] = []
+    for is_backbone in (False, True):
+        scale = backbone_lr_scale if is_backbone else 1.0
+        for decays in (True, False):
+            params = groups.get((is_backbone, decays), [])
+            if params or not is_backbone:
+                out.append(
+                    {
+                        "params": params,
+                        "weight_decay": weight_decay if decays else 0.0,
+                        "lars": decays,
+                        "lr_scale": scale,
+                    }
+                )
+    return out
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay)
+    groups = param_groups(model, cfg.weight_decay, cfg.backbone_lr_scale)
     if cfg.optimizer == "lars":
         return LARS(groups, lr=cfg.lr, momentum=cfg.momentum)
     for group in groups:

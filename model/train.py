@@ -27,13 +27,14 @@ from model.config import AugmentConfig, RunConfig
 from model.distributed import DistInfo, any_process, barrier, convert_batchnorm, mean_over_processes, teardown
 from model.distributed import setup as setup_distributed
 from model.embed import embed_tensor
-from model.encoder import SimCLRModel
+from model.encoder import SimCLRModel, freeze, set_train_mode
 from model.evaluate import collapse_warning, health, knn_accuracy
 from model.feed import CachedFeed, EvalSet, StreamFeed, prepare_data
 from model.hardware import describe
 from model.loss import NTXentLoss, SupConLoss
 from model.optim import build_optimizer, lr_at
 from model.precision import choose_speed, training_step_timer
+from model.pretrained import load_weights
 
 LOG = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def evaluate_epoch(
         bank = embed_tensor(model.backbone, evalset.bank, mean, std, device=device)
         queries = embed_tensor(model.backbone, evalset.heldout, mean, std, device=device)
         row["knn_top1"] = knn_accuracy(bank, evalset.bank_labels, queries, evalset.heldout_labels, k=t.knn_k)
-    model.train()
+    set_train_mode(model, cfg.train.freeze_bn)
     return row
 
 
@@ -191,7 +192,7 @@ def train_one_epoch(
         tick = time.perf_counter()
         lr = lr_at(state.step, total_steps, warmup, t.lr)
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         view_size = crop_size_at(cfg.augment, state.step, total_steps)
         images = images.to(device, non_blocking=True)
         v1, v2 = augment(images, state.aug_gen, view_size)
@@ -323,6 +324,10 @@ def _train(
         feed.to(dev, cfg.train.device_cache_max_bytes)
     LOG.info("data: %s", data_info)
     model = SimCLRModel(cfg.encoder).to(dev)
+    if cfg.encoder.init and saved is None:  # a resumed run takes its weights from the checkpoint
+        point = load_weights(model.backbone, cfg.encoder.init)
+        LOG.info("f starts from %s (weights from the package %s, %s)", point.name, point.package, point.licence)
+    freeze(model.backbone, blocks=cfg.train.frozen_blocks, batch_norm=cfg.train.freeze_bn)
     # Timed on a copy of the model before any step, so the run itself is not perturbed; the
     # chosen values go into config.json and checkpoints, so a resumed run keeps them.
     speed = choose_speed(
@@ -377,7 +382,7 @@ def _train(
         total=total_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True, disable=not progress
     )
     loss, last_eval = math.nan, {}
-    model.train()
+    set_train_mode(model, cfg.train.freeze_bn)
     try:
         for epoch in range(state.step // feed.steps_per_epoch, cfg.train.epochs):
             loss, stopped = train_one_epoch(
