@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from model.adapt import keep_better
 from model.augment import SimCLRAugment
 from model.checkpoint import atomic_torch_save, save_encoder
 from model.config import AugmentConfig, RunConfig
@@ -419,12 +420,19 @@ def _train(
             "stopped at the %.1f-minute budget at step %d of %d", cfg.train.max_minutes, state.step, total_steps
         )
     if info.is_main:
+        backbone, adaptation = model.backbone, None
+        final = state.step >= total_steps or (budget is not None and state.seconds >= budget)
+        if cfg.encoder.init and final:  # adapting must not make f worse than where it started
+            backbone, adaptation = keep_better(model.backbone, cfg.encoder, evalset.heldout, dev)
+            (run_dir / "adaptation.json").write_text(json.dumps(adaptation, indent=2) + "\n")
+            bar.write(f"kept the {adaptation['kept']} network (copy retrieval on held-out images, adaptation.json)")
         save_encoder(
             encoder_path,
-            model.backbone,
+            backbone,
             cfg.encoder,
             model.feature_dim,
             trained={
+                "adaptation": adaptation,
                 "data": str(data),
                 "step": state.step,
                 "total_steps": total_steps,

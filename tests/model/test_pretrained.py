@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,15 @@ def test_the_network_as_is_indexes_and_serves(image_folder: Path, tmp_path: Path
         r = client.post("/search", files={"image": ("q.png", query.read_bytes(), "image/png")}, params={"k": 3})
     assert r.status_code == 200, r.text
     assert r.json()["neighbours"][0]["score"] > 0.999  # the image itself
+
+
+def test_a_finished_adaptation_records_which_network_it_kept(image_folder: Path, tmp_path: Path) -> None:
+    train(adapt_config(), str(image_folder), tmp_path / "run", progress=False)
+    record = json.loads((tmp_path / "run" / "adaptation.json").read_text())
+    assert record["kept"] in ("adapted", "pretrained")
+    assert set(record["copy_retrieval"]) == {"adapted", "pretrained"}
+    payload = torch.load(tmp_path / "run" / "encoder.pt", weights_only=True)
+    assert payload["trained"]["adaptation"]["kept"] == record["kept"]
+    if record["kept"] == "pretrained":  # then encoder.pt holds exactly the package's weights
+        state = package_state()
+        assert all(torch.equal(v, state[k]) for k, v in payload["state_dict"].items())

@@ -1,0 +1,100 @@
+"""Copy detection: does an edited copy of an image find its original first in the index?
+
+    uv run python -m bench.copies --data COLLECTION --encoder runs/NAME/encoder.pt --name NAME
+
+Indexes the collection with the encoder (`index.build.build_index`, the CLI's build), takes a
+fixed random sample of its images, applies each edit of `model.edits` to each sampled image,
+and queries the index the way the service does (PNG bytes -> `Encoder.embed_bytes`, which
+decodes with the service's `decode_opened` transform -> `ImageIndex.search`). Reports top-1 per
+edit and overall (the mean over edits) and writes the table into BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bench.report import machine, table, today, write_section
+from index.build import build_index
+from index.store import load
+from model.data import iter_records
+from model.edits import EDITS, apply
+from model.embed import load_encoder
+
+
+def png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=os.environ.get("LATENT_SEARCH_DATA"), help="collection")
+    parser.add_argument("--encoder", required=True, type=Path)
+    parser.add_argument("--name", required=True, help="section name, e.g. cifar10-cpu-small")
+    parser.add_argument("--sample", type=int, default=300, help="images queried (each with every edit)")
+    parser.add_argument("--split", default=None, help="sample only from this split (e.g. test)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    if not args.data:
+        parser.error("pass --data PATH or set LATENT_SEARCH_DATA")
+    encoder = load_encoder(args.encoder)
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        build_index(encoder, args.data, Path(tmp) / "idx", progress=False)
+        build_s = time.perf_counter() - started
+        index = load(Path(tmp) / "idx")
+        records = [r for r in iter_records(args.data) if args.split is None or r.split == args.split]
+        sample = random.Random(args.seed).sample(records, min(args.sample, len(records)))
+        truth = []
+        for rec in sample:
+            row = index.catalog.by_sha256(hashlib.sha256(rec.data).hexdigest())
+            truth.append(row.id if row is not None else -1)
+        scores: dict[str, float] = {}
+        started = time.perf_counter()
+        for e, name in enumerate(EDITS):
+            queries = [
+                png(apply(name, Image.open(io.BytesIO(r.data)), args.seed + 7919 * e + i)) for i, r in enumerate(sample)
+            ]
+            vectors = np.concatenate([encoder.embed_bytes(queries[i : i + 64]) for i in range(0, len(queries), 64)])
+            _, ids = index.search(vectors, 1)
+            scores[name] = float(
+                np.mean([len(hit) > 0 and int(hit[0]) == t for hit, t in zip(ids, truth, strict=True)])
+            )
+            print(f"{name}: {scores[name]:.3f}", flush=True)
+        query_s = time.perf_counter() - started
+        count = index.count
+        index.close()
+    overall = float(np.mean(list(scores.values())))
+    print(f"overall: {overall:.3f}")
+    trained = encoder.config
+    body = (
+        f"## Copy detection: {args.name} ({today()})\n\n"
+        f"`uv run python -m bench.copies --data {args.data} --encoder {args.encoder} --name {args.name} "
+        f"--sample {args.sample}{f' --split {args.split}' if args.split else ''}` on {machine()}. "
+        f"Index of {count:,} images built in {build_s:.0f} s ({trained.arch}, {encoder.feature_dim}-d, "
+        f"embedding at {trained.image_size} px); {len(sample)} sampled images x {len(EDITS)} edits queried "
+        f"through the service's decode + embed + search in {query_s:.0f} s. Top-1: the original is the first hit.\n\n"
+        + table(
+            ["edit", "top-1"],
+            [[name, f"{v:.3f}"] for name, v in scores.items()] + [["**overall**", f"**{overall:.3f}**"]],
+        )
+    )
+    print(body)
+    if not args.no_write:
+        write_section(f"copies-{args.name}", body)
+
+
+if __name__ == "__main__":
+    main()
