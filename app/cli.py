@@ -78,6 +78,18 @@ def _sample_path() -> str:
     return str(path)
 
 
+def _auto_preset(source: str) -> str:
+    import torch
+
+    from model.collection import choose_preset, inspect_collection
+
+    facts = inspect_collection(source)
+    name, why = choose_preset(facts, torch.cuda.is_available())
+    if _is_main_process():
+        typer.echo(f"preset {name}: {why} ({facts.images:,} images; --preset to choose another)")
+    return name
+
+
 def _fail(exc: BaseException) -> NoReturn:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
@@ -90,10 +102,17 @@ def train(
         "runs/default"
     ),
     preset: Annotated[
-        str, typer.Option(help="cpu-small | resnet18 | resnet50 | pretrained-lite0 (adapts an ImageNet network)")
-    ] = "cpu-small",
+        str,
+        typer.Option(
+            help="auto (chosen from the collection) | cpu-small | resnet18 | resnet50 | pretrained-lite0 "
+            "(adapts an ImageNet network)"
+        ),
+    ] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out exactly.")] = False,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (preset default).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs, instead of the preset's time budget.")] = None,
+    minutes: Annotated[
+        float | None, typer.Option(help="Training time budget: steps are planned to fill it (preset default).")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per batch (2 views each).")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
     temperature: Annotated[float | None, typer.Option(help="NT-Xent temperature tau.")] = None,
@@ -139,13 +158,17 @@ def train(
     from model.train import train as run_train
 
     try:
-        cfg = get_preset(preset)
+        source = _data_path(data)
+        if preset == "auto" and not resume:
+            preset = _auto_preset(source)
+        cfg = get_preset("cpu-small" if preset == "auto" else preset)  # a resumed run reads its own config
         if crop_scale_min is not None:
             cfg.augment.crop_scale = (crop_scale_min, cfg.augment.crop_scale[1])
         cfg = override(
             cfg,
             **{
                 "train.epochs": epochs,
+                "train.minutes": 0.0 if epochs is not None and minutes is None else minutes,
                 "train.batch_size": batch_size,
                 "train.lr": lr,
                 "train.temperature": temperature,
@@ -174,7 +197,7 @@ def train(
         )
         result = run_train(
             cfg,
-            _data_path(data),
+            source,
             out,
             resume=resume,
             device=device,
@@ -366,8 +389,6 @@ def demo(
     _setup(verbose)
     import shutil
 
-    import torch
-
     from index.build import build_index
     from index.store import IndexNotFoundError, read_manifest
     from model.checkpoint import file_sha256
@@ -377,7 +398,10 @@ def demo(
     from model.train import train as run_train
 
     source = data or os.environ.get(DATA_ENV) or _sample_path()
-    name = "resnet18" if torch.cuda.is_available() else "cpu-small"
+    try:
+        name = _auto_preset(source)
+    except ValueError as exc:
+        _fail(exc)
     run_dir, index_dir = workdir / "runs" / name, workdir / "index"
     encoder_path = run_dir / "encoder.pt"
     try:

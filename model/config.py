@@ -88,7 +88,9 @@ class AugmentConfig:
 class TrainConfig:
     """Optimisation, loss and bookkeeping."""
 
-    epochs: int = 10
+    epochs: int = 10  # used when minutes is 0
+    minutes: float = 0.0  # train for this much step time: the step count is planned by timing steps
+    total_steps: int = 0  # the planned step count (0: not planned yet), kept for resume
     batch_size: int = 256  # per process: N processes train with a global batch of N * batch_size
     lr: float = 0.6  # peak learning rate (already scaled for the global batch)
     weight_decay: float = 5e-4
@@ -123,6 +125,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ValueError("epochs must be >= 1")
+        if self.minutes < 0 or self.total_steps < 0:
+            raise ValueError("minutes and total_steps must be >= 0")
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2 (contrastive learning needs negatives)")
         if self.lr <= 0:
@@ -176,7 +180,8 @@ def preset(name: str) -> RunConfig:
             encoder=EncoderConfig(arch="small_cnn", width=24, proj_hidden=512, proj_out=128, image_size=32),
             augment=AugmentConfig(crop_size=24, crop_size_min=16, crop_ramp_end=0.75, crop_scale=(0.2, 1.0)),
             train=TrainConfig(
-                epochs=10,
+                epochs=10,  # used only with --epochs: the default is the time budget below
+                minutes=12.0,
                 batch_size=256,
                 lr=0.3,
                 temperature=0.2,
@@ -223,7 +228,7 @@ def preset(name: str) -> RunConfig:
             ),
             augment=AugmentConfig(crop_size=96, crop_scale=(0.2, 1.0), jitter_strength=0.5, blur_p=0.0),
             train=TrainConfig(
-                epochs=1,
+                minutes=12.0,
                 batch_size=64,
                 lr=0.05,
                 temperature=0.2,

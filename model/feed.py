@@ -133,9 +133,8 @@ def prepare_data(
     if decoded_bytes <= t.cache_max_bytes:
         coll = load_collection(data, size)
         train_idx, test_idx = _split(coll, t.health_sample, t.seed)
-        feed: CachedFeed | StreamFeed = CachedFeed(
-            coll.images[train_idx], coll.labels[train_idx], t.batch_size, t.seed, dist
-        )
+        batch = fitting_batch(t.batch_size, len(train_idx), dist)
+        feed: CachedFeed | StreamFeed = CachedFeed(coll.images[train_idx], coll.labels[train_idx], batch, t.seed, dist)
         info.update(
             mode="cache", skipped=coll.skipped, classes=coll.classes, train=len(train_idx), heldout=len(test_idx)
         )
@@ -145,7 +144,8 @@ def prepare_data(
         coll = load_collection(data, size, limit=max(t.health_sample, 1))
         test_idx = torch.arange(len(coll))
         classes = coll.classes
-        feed = StreamFeed(data, size, classes, n, t.batch_size, t.seed, t.num_workers, dist)
+        batch = fitting_batch(t.batch_size, n, dist)
+        feed = StreamFeed(data, size, classes, n, batch, t.seed, t.num_workers, dist)
         info.update(mode="stream", classes=classes, train=n, heldout=len(test_idx))
         train_idx = torch.empty(0, dtype=torch.long)
     health_idx = test_idx[torch.randperm(len(test_idx), generator=gen)[: t.health_sample]]
@@ -156,7 +156,16 @@ def prepare_data(
         bank_idx = labelled_train[torch.randperm(len(labelled_train), generator=gen)[: t.knn_bank]]
         evalset.bank, evalset.bank_labels = coll.images[bank_idx], coll.labels[bank_idx]
         evalset.heldout, evalset.heldout_labels = coll.images[labelled_test], coll.labels[labelled_test]
+    info["batch_size"] = batch
     return feed, evalset, info
+
+
+def fitting_batch(batch_size: int, n_train: int, dist: DistInfo | None) -> int:
+    """The configured batch, or a smaller one when a small collection has fewer images than it."""
+    world = dist.world_size if dist is not None else 1
+    if n_train < 2 * world:
+        raise ValueError(f"only {n_train} training images: contrastive training needs at least {2 * world}")
+    return min(batch_size, n_train // world)
 
 
 def _split(coll: ImageCollection, health_sample: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,8 +23,9 @@ from tqdm import tqdm
 
 from model.adapt import keep_better
 from model.augment import SimCLRAugment
+from model.budget import PLAN_SHARE, agree, crop_size_at, plan_steps, real_step_runner, time_steps, view_sizes
 from model.checkpoint import atomic_torch_save, save_encoder
-from model.config import AugmentConfig, RunConfig
+from model.config import RunConfig
 from model.distributed import DistInfo, any_process, barrier, convert_batchnorm, mean_over_processes, teardown
 from model.distributed import setup as setup_distributed
 from model.embed import embed_tensor
@@ -38,6 +39,9 @@ from model.precision import choose_speed, training_step_timer
 from model.pretrained import load_weights
 
 LOG = logging.getLogger(__name__)
+
+
+MAX_EPOCH_ROWS = 200  # epoch evaluations (and checkpoints) in one run, at most
 
 
 class NonFiniteLossError(RuntimeError):
@@ -58,15 +62,6 @@ class TrainResult:
     @property
     def finished(self) -> bool:
         return self.step >= self.total_steps
-
-
-def crop_size_at(cfg: AugmentConfig, step: int, total_steps: int) -> int:
-    """View side for this step under progressive resizing (multiples of 4 px)."""
-    if not cfg.crop_size_min or cfg.crop_size_min >= cfg.crop_size:
-        return cfg.crop_size
-    progress = min(1.0, step / max(1.0, cfg.crop_ramp_end * total_steps))
-    size = cfg.crop_size_min + progress * (cfg.crop_size - cfg.crop_size_min)
-    return int(min(cfg.crop_size, max(cfg.crop_size_min, 4 * round(size / 4))))
 
 
 @dataclass
@@ -137,9 +132,9 @@ class MetricsLog:
 
 @torch.no_grad()
 def evaluate_epoch(
-    model: SimCLRModel, cfg: RunConfig, evalset: EvalSet, device: torch.device, epoch: int
+    model: SimCLRModel, cfg: RunConfig, evalset: EvalSet, device: torch.device, epoch: int, force_knn: bool = False
 ) -> dict[str, Any]:
-    """Health on the held-out sample and, every knn_every epochs, kNN top-1."""
+    """Health on the held-out sample and, every knn_every epochs (and with force_knn), kNN top-1."""
     model.eval()
     mean, std = cfg.encoder.mean, cfg.encoder.std
     sample = evalset.heldout[: cfg.train.health_sample]
@@ -152,7 +147,8 @@ def evaluate_epoch(
     h2 = torch.nn.functional.normalize(model.backbone(v2).float(), dim=1).cpu()
     row: dict[str, Any] = health(h, h1, h2)
     t = cfg.train
-    if evalset.bank is not None and evalset.bank_labels is not None and t.knn_every and (epoch + 1) % t.knn_every == 0:
+    knn_due = t.knn_every > 0 and (force_knn or (epoch + 1) % t.knn_every == 0)
+    if evalset.bank is not None and evalset.bank_labels is not None and knn_due:
         bank = embed_tensor(model.backbone, evalset.bank, mean, std, device=device)
         queries = embed_tensor(model.backbone, evalset.heldout, mean, std, device=device)
         row["knn_top1"] = knn_accuracy(bank, evalset.bank_labels, queries, evalset.heldout_labels, k=t.knn_k)
@@ -179,7 +175,7 @@ def train_one_epoch(
     forward = state.forward if state.forward is not None else model
     augment = SimCLRAugment(cfg.augment, cfg.encoder.mean, cfg.encoder.std)
     ntxent, supcon = NTXentLoss(t.temperature), SupConLoss(t.temperature)
-    warmup = int(t.warmup_epochs * feed.steps_per_epoch)
+    warmup = min(int(t.warmup_epochs * feed.steps_per_epoch), total_steps // 4)
     use_amp = bool(t.amp) and device.type in ("cuda", "cpu")
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
     start = state.step - epoch * feed.steps_per_epoch
@@ -188,8 +184,10 @@ def train_one_epoch(
     # anyway (logging, checkpoints, stops, the epoch's end), so that the host never waits for
     # the accelerator in between; a diverged run still stops before any checkpoint is written.
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
-    last_step = epoch * feed.steps_per_epoch + feed.steps_per_epoch
+    last_step = min(epoch * feed.steps_per_epoch + feed.steps_per_epoch, total_steps)
     for images, labels in feed.epoch(epoch, start):
+        if state.step >= total_steps:  # a budgeted schedule ends inside its last epoch
+            break
         tick = time.perf_counter()
         lr = lr_at(state.step, total_steps, warmup, t.lr)
         for group in opt.param_groups:
@@ -283,6 +281,33 @@ def train(
             teardown()
 
 
+def plan_schedule(
+    cfg: RunConfig, model: SimCLRModel, steps_per_epoch: int, dev: torch.device
+) -> tuple[RunConfig, dict[str, Any]]:
+    """Fix the run's step count: from the time budget (`minutes`, timed steps) or from `epochs`."""
+    t = cfg.train
+    if t.total_steps > 0:  # resumed, or given: keep it
+        return cfg, {"total_steps": t.total_steps, "from": "config"}
+    plan: dict[str, Any]
+    if t.minutes > 0:
+        seconds = agree(time_steps(view_sizes(cfg.augment), real_step_runner(model, cfg, dev)), dev)
+        total = plan_steps(cfg.augment, t.minutes * 60 * PLAN_SHARE, seconds)
+        plan = {"from": f"a {t.minutes:g}-minute budget", "step_seconds_by_view_size": seconds}
+    else:
+        total = t.epochs * steps_per_epoch
+        plan = {"from": f"{t.epochs} epochs"}
+    epochs = max(1, math.ceil(total / steps_per_epoch))
+    plan.update(total_steps=total, epochs=round(total / steps_per_epoch, 2), steps_per_epoch=steps_per_epoch)
+    LOG.info(
+        "schedule: %d steps (%.2f epochs of %d steps) from %s",
+        total,
+        total / steps_per_epoch,
+        steps_per_epoch,
+        plan["from"],
+    )
+    return replace(cfg, train=replace(t, total_steps=total, epochs=epochs)), plan
+
+
 def _train(
     cfg: RunConfig,
     data: str,
@@ -324,6 +349,14 @@ def _train(
     if isinstance(feed, CachedFeed):
         feed.to(dev, cfg.train.device_cache_max_bytes)
     LOG.info("data: %s", data_info)
+    if data_info["batch_size"] != cfg.train.batch_size:
+        LOG.warning(
+            "only %d training images: batches of %d instead of %d",
+            data_info["train"],
+            data_info["batch_size"],
+            cfg.train.batch_size,
+        )
+        cfg = replace(cfg, train=replace(cfg.train, batch_size=data_info["batch_size"]))
     model = SimCLRModel(cfg.encoder).to(dev)
     if cfg.encoder.init and saved is None:  # a resumed run takes its weights from the checkpoint
         point = load_weights(model.backbone, cfg.encoder.init)
@@ -339,13 +372,14 @@ def _train(
     )
     cfg = replace(cfg, train=replace(cfg.train, amp=speed.bf16, channels_last=speed.channels_last))
     machine = describe(dev)
-    if info.is_main and (saved is None or not (run_dir / "config.json").exists()):
-        # The config, and beside it the measurements behind its speed settings (a resumed run
-        # keeps the first call's: its settings come from the checkpoint).
-        record = {**cfg.to_dict(), "speed": {**speed.record(), "machine": machine}}
-        (run_dir / "config.json").write_text(json.dumps(record, indent=2) + "\n")
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    cfg, plan = plan_schedule(cfg, model, feed.steps_per_epoch, dev)
+    if info.is_main and (saved is None or not (run_dir / "config.json").exists()):
+        # The config, and beside it the measurements behind its speed settings and step count
+        # (a resumed run keeps the first call's: its settings come from the checkpoint).
+        record = {**cfg.to_dict(), "speed": {**speed.record(), "machine": machine}, "schedule": plan}
+        (run_dir / "config.json").write_text(json.dumps(record, indent=2) + "\n")
     if info.enabled and cfg.train.sync_bn:
         convert_batchnorm(model, dev)
     # Each process augments with its own stream; rank 0's is the one-process stream.
@@ -374,7 +408,7 @@ def _train(
         forward.compile()
     state.forward = forward
     log = MetricsLog(run_dir / "metrics.jsonl", state.step if saved is not None else None) if info.is_main else None
-    total_steps = cfg.train.epochs * feed.steps_per_epoch
+    total_steps = cfg.train.total_steps
     # Deadlines in training seconds: the run's budget (max_minutes), and this call's.
     budget = cfg.train.max_minutes * 60 if cfg.train.max_minutes > 0 else None
     this_call = state.seconds + stop_after_minutes * 60 if stop_after_minutes else None
@@ -383,6 +417,7 @@ def _train(
         total=total_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True, disable=not progress
     )
     loss, last_eval = math.nan, {}
+    eval_every = max(1, math.ceil(cfg.train.epochs / MAX_EPOCH_ROWS))
     set_train_mode(model, cfg.train.freeze_bn)
     try:
         for epoch in range(state.step // feed.steps_per_epoch, cfg.train.epochs):
@@ -391,13 +426,18 @@ def _train(
             )
             if stopped and state.step % feed.steps_per_epoch != 0:
                 break
+            spe, last = feed.steps_per_epoch, state.step >= total_steps
+            # A small collection trained for a budget runs thousands of tiny epochs: evaluate and
+            # checkpoint at most MAX_EPOCH_ROWS times, and always at the end.
+            if not (stopped or last or (epoch + 1) % eval_every == 0):
+                continue
             if info.is_main and log is not None:
-                last_eval = evaluate_epoch(model, cfg, evalset, dev, epoch)
+                last_eval = evaluate_epoch(model, cfg, evalset, dev, epoch, force_knn=last)
                 log.write(
                     {
                         "kind": "epoch",
                         "step": state.step,
-                        "epoch": epoch + 1,
+                        "epoch": epoch + 1 if state.step % spe == 0 else state.step / spe,
                         "loss": loss,
                         "seconds": state.seconds,
                         "wall_seconds": state.wall_seconds,

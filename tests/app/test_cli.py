@@ -78,6 +78,7 @@ def test_demo_trains_indexes_and_reuses(image_folder: Path, tmp_path: Path, monk
 
     small = config.preset("cpu-small")
     small.encoder.width, small.train.epochs, small.train.knn_every = 4, 1, 0
+    small.train.minutes = 0.0  # one epoch, not the preset's time budget
     monkeypatch.setattr(config, "preset", lambda name: small)
     work = tmp_path / "demo"
     first = run("demo", "--data", str(image_folder), "--workdir", str(work), "--no-serve")

@@ -1,0 +1,128 @@
+"""Training for a time budget: time real steps, fix the step count, lay the schedule over it.
+
+A fixed epoch count trains a 1,000-image collection for seconds and stops a 70,000-image one
+part-way through its learning-rate schedule. With `TrainConfig.minutes` the job instead times a
+few training steps of the actual model, batch and augmentation (on a copy, before the run's
+first step) at the smallest and the largest view size of its progressive resizing, models a
+step's cost as linear in the view's pixel count, and picks the largest number of steps whose
+predicted cost fits the budget. Warm-up and cosine decay are then laid over exactly those steps,
+so every run ends at the end of its schedule: small collections get many epochs, large ones few.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from model.augment import SimCLRAugment
+from model.config import AugmentConfig, RunConfig
+from model.loss import NTXentLoss
+
+LOG = logging.getLogger(__name__)
+
+MAX_STEPS = 10_000_000
+PLAN_SHARE = 0.97  # of the budget, for the steps; the rest absorbs timing noise
+
+
+def crop_size_at(cfg: AugmentConfig, step: int, total_steps: int) -> int:
+    """View side for this step under progressive resizing (multiples of 4 px)."""
+    if not cfg.crop_size_min or cfg.crop_size_min >= cfg.crop_size:
+        return cfg.crop_size
+    progress = min(1.0, step / max(1.0, cfg.crop_ramp_end * total_steps))
+    size = cfg.crop_size_min + progress * (cfg.crop_size - cfg.crop_size_min)
+    return int(min(cfg.crop_size, max(cfg.crop_size_min, 4 * round(size / 4))))
+
+
+def view_sizes(cfg: AugmentConfig) -> tuple[int, ...]:
+    """The sizes to time: the smallest and the largest view of the run (one if they are equal)."""
+    low = cfg.crop_size_min if cfg.crop_size_min and cfg.crop_size_min < cfg.crop_size else cfg.crop_size
+    return (low, cfg.crop_size) if low != cfg.crop_size else (cfg.crop_size,)
+
+
+def schedule_seconds(cfg: AugmentConfig, total_steps: int, seconds: dict[int, float]) -> float:
+    """Predicted training time of `total_steps` steps, from timed steps at one or two view sizes."""
+    sizes = sorted(seconds)
+    if len(sizes) == 1:
+        return total_steps * seconds[sizes[0]]
+    lo, hi = sizes[0], sizes[-1]
+    slope = (seconds[hi] - seconds[lo]) / (hi * hi - lo * lo)
+    # Steps at each view size, counted per size rather than per step (totals reach millions).
+    ramp_end = min(total_steps, int(cfg.crop_ramp_end * total_steps) + 1)
+    counts: dict[int, int] = {}
+    for step in range(ramp_end):
+        size = crop_size_at(cfg, step, total_steps)
+        counts[size] = counts.get(size, 0) + 1
+    counts[cfg.crop_size] = counts.get(cfg.crop_size, 0) + total_steps - ramp_end
+    return sum(n * (seconds[lo] + slope * (size * size - lo * lo)) for size, n in counts.items())
+
+
+def plan_steps(cfg: AugmentConfig, budget_seconds: float, seconds: dict[int, float]) -> int:
+    """The most steps whose predicted time fits `budget_seconds` (at least 1)."""
+    lo, hi = 1, MAX_STEPS
+    while lo < hi:  # predicted time grows with the step count
+        mid = (lo + hi + 1) // 2
+        if schedule_seconds(cfg, mid, seconds) <= budget_seconds:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+StepRunner = Callable[[int], float]  # one training step at a view size -> its seconds
+
+
+def real_step_runner(model: torch.nn.Module, cfg: RunConfig, device: torch.device) -> StepRunner:
+    """Full steps (augment, forward, loss, backward, SGD) of the run's batch, on a copy of `model`."""
+    t = cfg.train
+    trial = copy.deepcopy(model).to(device).train()
+    opt = torch.optim.SGD([p for p in trial.parameters() if p.requires_grad], lr=1e-6, momentum=0.9)
+    augment = SimCLRAugment(cfg.augment, cfg.encoder.mean, cfg.encoder.std)
+    loss_fn = NTXentLoss(t.temperature)
+    gen = torch.Generator(device=device).manual_seed(0)
+    side = cfg.encoder.image_size
+    images = torch.randint(
+        0, 256, (t.batch_size, 3, side, side), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    images = images.to(device)
+    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+
+    def run(size: int) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        v1, v2 = augment(images, gen, size)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(t.amp)):
+            _, z = trial(torch.cat([v1, v2]).contiguous(memory_format=fmt))
+        loss = loss_fn(*z.float().chunk(2))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    return run
+
+
+def time_steps(sizes: tuple[int, ...], run: StepRunner, repeats: int = 2) -> dict[int, float]:
+    """Median seconds of `repeats` steps at each size, after one untimed step."""
+    out = {}
+    for size in sizes:
+        run(size)
+        out[size] = statistics.median(run(size) for _ in range(repeats))
+    return out
+
+
+def agree(seconds: dict[int, float], device: torch.device) -> dict[int, float]:
+    """Under data parallelism the slowest process sets the pace, and all must plan alike."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return seconds
+    keys = sorted(seconds)
+    t = torch.tensor([seconds[k] for k in keys], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return dict(zip(keys, t.tolist(), strict=True))

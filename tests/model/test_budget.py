@@ -1,0 +1,82 @@
+"""Training for a time budget: the plan, a run that ends at the end of its schedule, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from model import train as train_module
+from model.budget import crop_size_at, plan_steps, schedule_seconds
+from model.config import AugmentConfig
+from model.train import train
+from tests.conftest import make_collection, tiny_config
+
+
+def naive_seconds(cfg: AugmentConfig, total: int, seconds: dict[int, float]) -> float:
+    lo, hi = min(seconds), max(seconds)
+    out = 0.0
+    for step in range(total):
+        s = crop_size_at(cfg, step, total)
+        out += seconds[lo] + (seconds[hi] - seconds[lo]) * (s * s - lo * lo) / max(1, hi * hi - lo * lo)
+    return out
+
+
+def test_fixed_size_plan_is_budget_over_step_time() -> None:
+    cfg = AugmentConfig(crop_size=32)
+    assert plan_steps(cfg, 10.0, {32: 0.1}) == 100
+    assert plan_steps(cfg, 0.01, {32: 0.1}) == 1  # at least one step
+
+
+@pytest.mark.parametrize("total", [1, 7, 100, 1234])
+def test_progressive_resizing_cost_matches_a_step_by_step_sum(total: int) -> None:
+    cfg = AugmentConfig(crop_size=24, crop_size_min=16, crop_ramp_end=0.75)
+    seconds = {16: 0.4, 24: 1.0}
+    assert schedule_seconds(cfg, total, seconds) == pytest.approx(naive_seconds(cfg, total, seconds))
+    steps = plan_steps(cfg, 300.0, seconds)
+    assert naive_seconds(cfg, steps, seconds) <= 300.0 < naive_seconds(cfg, steps + 1, seconds)
+    assert steps > 300  # small early views buy more than 300 one-second steps
+
+
+@pytest.fixture
+def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every view size 'takes' 1/16 s a step: a 0.1-minute budget plans int(0.97 * 6 * 16) = 93 steps."""
+    monkeypatch.setattr(train_module, "time_steps", lambda sizes, run, repeats=2: dict.fromkeys(sizes, 0.0625))
+
+
+def budgeted(**train: object):  # type: ignore[no-untyped-def]
+    return tiny_config(minutes=0.1, knn_every=0, log_every=10, **train)
+
+
+def test_a_budgeted_run_ends_at_the_end_of_its_schedule(fixed_clock: None, image_folder: Path, tmp_path: Path) -> None:
+    result = train(budgeted(), str(image_folder), tmp_path / "run", progress=False)
+    assert result.total_steps == 93 and result.step == 93 and result.finished
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["train"]["total_steps"] == 93 and record["schedule"]["from"] == "a 0.1-minute budget"
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if r["kind"] == "step"]
+    assert steps[-1]["step"] == 93 and steps[-1]["lr"] < 1e-3 * tiny_config().train.lr  # the cosine's end
+    epochs = [r for r in rows if r["kind"] == "epoch"]
+    assert epochs[-1]["step"] == 93  # the last, partial epoch is evaluated too
+
+
+def test_a_20_image_collection_trains_for_its_whole_budget(fixed_clock: None, tmp_path: Path) -> None:
+    data = make_collection(tmp_path / "few", per_class_train=5, per_class_test=2)  # 15 train + 6 test images
+    result = train(budgeted(batch_size=256), str(data), tmp_path / "run", progress=False)
+    assert result.finished and result.step == 93
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert saved["batch_size"] == 15 and saved["epochs"] == 93  # one batch of all 15 training images a step
+
+
+def test_resume_after_a_budgeted_run_stopped_midway(fixed_clock: None, image_folder: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(minutes=0.05, knn_every=0)  # int(0.97 * 3 * 16) = 46 steps
+    full = train(cfg, str(image_folder), tmp_path / "full", progress=False)
+    part = train(cfg, str(image_folder), tmp_path / "part", progress=False, stop_at_step=21)
+    assert part.step == 21 and not part.finished
+    resumed = train(cfg, str(image_folder), tmp_path / "part", resume=True, progress=False)
+    assert full.step == resumed.step == 46
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
