@@ -3,7 +3,7 @@
 After a run that started from a pretrained network (EncoderConfig.init), both are judged on the
 collection's own held-out images by copy retrieval (model.copies: no labels needed); the run's
 encoder.pt is the better of the two, so adapting can never leave the user worse off than the
-network as it was. Ties keep the adapted one.
+network as it was. A tie keeps the pretrained network: adaptation has to show that it helps.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def keep_better(
     load_weights(original, cfg.init)
     original = original.to(device).eval()
     scores["pretrained"] = copy_retrieval(_embedder(original, cfg, device), originals, cfg.image_size, queries=QUERIES)
-    kept = "adapted" if scores["adapted"]["overall"] >= scores["pretrained"]["overall"] else "pretrained"
+    kept = "adapted" if scores["adapted"]["overall"] > scores["pretrained"]["overall"] else "pretrained"
     LOG.info(
         "copy retrieval on %d held-out images: adapted %.3f, %s as it was %.3f -> keeping the %s network",
         len(originals),

@@ -129,6 +129,7 @@ def health(h: torch.Tensor, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, flo
         "std_ratio": std * math.sqrt(d),
         "effective_rank": effective_rank(h),
         "dim": float(d),
+        "samples": float(h.shape[0]),
     }
 
 
@@ -140,7 +141,9 @@ def collapse_warning(stats: dict[str, float]) -> str | None:
             f"({stats['std_ratio']:.3f} of a uniform spread); lower the learning rate or "
             "raise the temperature"
         )
-    if stats["effective_rank"] < max(2.0, 0.01 * stats["dim"]):
+    # n samples span at most n - 1 dimensions: judge the rank against what the sample can show.
+    reachable = min(stats["dim"], stats.get("samples", stats["dim"] + 1) - 1)
+    if stats["effective_rank"] < max(2.0, 0.01 * reachable) and reachable >= 2:
         return f"dimensional collapse: effective rank {stats['effective_rank']:.1f} of {int(stats['dim'])} dimensions"
     return None
 

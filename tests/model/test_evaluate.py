@@ -86,3 +86,10 @@ def test_eval_refuses_unlabelled_data(image_folder: Path, tmp_path: Path) -> Non
         (flat / f"{i}.png").write_bytes(f.read_bytes())
     with pytest.raises(ValueError, match="no labels"):
         evaluate_encoder(tmp_path / "run" / "encoder.pt", flat)
+
+
+def test_a_small_sample_is_not_mistaken_for_dimensional_collapse() -> None:
+    few = torch.nn.functional.normalize(torch.randn(11, 1280, generator=torch.Generator().manual_seed(0)), dim=1)
+    assert collapse_warning(health(few, few, few)) is None  # 11 points span 10 dimensions, not 1280
+    same = few[:1].repeat(11, 1) + 1e-4 * few
+    assert collapse_warning(health(same, same, same)) is not None
