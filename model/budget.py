@@ -116,13 +116,3 @@ def time_steps(sizes: tuple[int, ...], run: StepRunner, repeats: int = 2) -> dic
         run(size)
         out[size] = statistics.median(run(size) for _ in range(repeats))
     return out
-
-
-def agree(seconds: dict[int, float], device: torch.device) -> dict[int, float]:
-    """Under data parallelism the slowest process sets the pace, and all must plan alike."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return seconds
-    keys = sorted(seconds)
-    t = torch.tensor([seconds[k] for k in keys], dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return dict(zip(keys, t.tolist(), strict=True))

@@ -162,6 +162,19 @@ def any_process(flag: bool, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
+def slowest_process(seconds: dict[Any, float], device: torch.device) -> dict[Any, float]:
+    """Each timing's maximum over processes, so that every process makes the same timed choice.
+
+    The keys must be the same on every process; an infinite value (a trial cut short) stays so.
+    """
+    if not current().enabled or not seconds:
+        return seconds
+    keys = sorted(seconds, key=str)
+    t = torch.tensor([min(seconds[k], 1e300) for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return {k: (float("inf") if v >= 1e300 else float(v)) for k, v in zip(keys, t.tolist(), strict=True)}
+
+
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     """Batch norm whose training statistics cover the batches of all processes (CPU and GPU).
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from model.distributed import slowest_process
 from model.hardware import cpu_capability, cpu_has_native_bf16
 from model.loss import NTXentLoss
 
@@ -130,16 +131,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _agree(timings: dict[str, float], device: torch.device) -> dict[str, float]:
-    """Under data parallelism every process must train alike: each candidate's slowest process counts."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()) or not timings:
-        return timings
-    keys = sorted(timings)
-    t = torch.tensor([min(timings[k], 1e30) for k in keys], dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return {k: (math.inf if v >= 1e30 else float(v)) for k, v in zip(keys, t.tolist(), strict=True)}
-
-
 def choose_speed(
     *,
     amp: bool | None,
@@ -166,7 +157,7 @@ def choose_speed(
         return SpeedChoice(precisions[0], layouts[0], "given")
     started = time.perf_counter()
     timings = time_candidates([Candidate(p, c) for p in precisions for c in layouts], run_step)
-    timings = _agree(timings, device)
+    timings = slowest_process(timings, device)
     measured_in = time.perf_counter() - started
     allowed = [Candidate(p, c) for p in ([True] if forced_emulated else precisions) for c in layouts]
     pick = min(allowed, key=lambda c: timings[c.name])

@@ -23,10 +23,18 @@ from tqdm import tqdm
 
 from model.adapt import keep_better
 from model.augment import SimCLRAugment
-from model.budget import PLAN_SHARE, agree, crop_size_at, plan_steps, real_step_runner, time_steps, view_sizes
+from model.budget import PLAN_SHARE, crop_size_at, plan_steps, real_step_runner, time_steps, view_sizes
 from model.checkpoint import atomic_torch_save, save_encoder
 from model.config import RunConfig
-from model.distributed import DistInfo, any_process, barrier, convert_batchnorm, mean_over_processes, teardown
+from model.distributed import (
+    DistInfo,
+    any_process,
+    barrier,
+    convert_batchnorm,
+    mean_over_processes,
+    slowest_process,
+    teardown,
+)
 from model.distributed import setup as setup_distributed
 from model.embed import embed_tensor
 from model.encoder import SimCLRModel, freeze, set_train_mode
@@ -290,7 +298,7 @@ def plan_schedule(
         return cfg, {"total_steps": t.total_steps, "from": "config"}
     plan: dict[str, Any]
     if t.minutes > 0:
-        seconds = agree(time_steps(view_sizes(cfg.augment), real_step_runner(model, cfg, dev)), dev)
+        seconds = slowest_process(time_steps(view_sizes(cfg.augment), real_step_runner(model, cfg, dev)), dev)
         total = plan_steps(cfg.augment, t.minutes * 60 * PLAN_SHARE, seconds)
         plan = {"from": f"a {t.minutes:g}-minute budget", "step_seconds_by_view_size": seconds}
     else:

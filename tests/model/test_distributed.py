@@ -176,3 +176,19 @@ def test_streamed_shares_take_the_same_number_of_steps(image_folder: Path, tmp_p
         assert len(batches) == 4 and all(b.shape == (6, 3, 32, 32) for b in batches)
         resumed = [images for images, _ in feed.epoch(0, start=3)]
         assert len(resumed) == 1 and torch.equal(resumed[0], batches[3])
+
+
+def _timing_worker(rank: int, out: Path) -> None:
+    from model.distributed import slowest_process
+
+    dist.init_process_group("gloo")
+    mine = {"fp32": 1.0 + rank, "bf16": float("inf") if rank == 1 else 0.5, 24: 0.2 * (2 - rank)}
+    torch.save(slowest_process(mine, torch.device("cpu")), out / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_timed_choices_agree_across_processes(tmp_path: Path) -> None:
+    """Each process times its own trials; all must then choose alike (precision, step plan)."""
+    run_processes(2, _timing_worker, tmp_path)
+    agreed = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    assert agreed[0] == agreed[1] == {"fp32": 2.0, "bf16": float("inf"), 24: pytest.approx(0.4)}
