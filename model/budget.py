@@ -63,7 +63,8 @@ def schedule_seconds(cfg: AugmentConfig, total_steps: int, seconds: dict[int, fl
 
 def plan_steps(cfg: AugmentConfig, budget_seconds: float, seconds: dict[int, float]) -> int:
     """The most steps whose predicted time fits `budget_seconds` (at least 1)."""
-    lo, hi = 1, MAX_STEPS
+    # No plan can hold more steps than the budget buys at the cheapest measured step.
+    lo, hi = 1, max(1, min(MAX_STEPS, int(budget_seconds / max(min(seconds.values()), 1e-9)) + 1))
     while lo < hi:  # predicted time grows with the step count
         mid = (lo + hi + 1) // 2
         if schedule_seconds(cfg, mid, seconds) <= budget_seconds:
