@@ -130,3 +130,19 @@ def test_tar_with_odd_members(tmp_path: Path) -> None:
             tar.addfile(info, io.BytesIO(data))
     records = list(iter_records(path))
     assert [(r.uri, r.label, r.split) for r in records] == [("a/x.png", "a", None)]
+
+
+@pytest.mark.parametrize("as_archive", [False, True])
+def test_a_split_inside_one_wrapper_folder_is_recognised(tmp_path: Path, as_archive: bool) -> None:
+    """`tar czf photos.tar.gz photos/` puts every member under photos/: the split must survive it."""
+    inner = make_collection(tmp_path / "photos", per_class_train=2, per_class_test=1)
+    source: Path = tmp_path
+    if as_archive:
+        source = tmp_path / "photos.tar.gz"
+        with tarfile.open(source, "w:gz") as tar:
+            tar.add(inner, arcname="photos")
+    records = list(iter_records(source))
+    assert records and all(r.uri.startswith("photos/") for r in records)
+    assert {r.split for r in records} == {"train", "test"}
+    assert all(r.label == r.uri.split("/")[2] for r in records)
+    assert sum(r.split == "test" for r in records) == len(records) // 3
