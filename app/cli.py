@@ -128,6 +128,8 @@ def train(
     crop_scale_min: Annotated[float | None, typer.Option(help="Smallest crop area fraction.")] = None,
     jitter_strength: Annotated[float | None, typer.Option(help="Colour jitter strength s.")] = None,
     blur_p: Annotated[float | None, typer.Option(help="Gaussian blur probability.")] = None,
+    rotate_deg: Annotated[float | None, typer.Option(help="Largest rotation of a view (degrees).")] = None,
+    zoom_out_p: Annotated[float | None, typer.Option(help="Probability of a framed, zoomed-out view.")] = None,
     knn_every: Annotated[int | None, typer.Option(help="Epochs between kNN checks (0: never).")] = None,
     log_every: Annotated[int | None, typer.Option(help="Steps between metric rows.")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints (0: per epoch).")] = None,
@@ -193,6 +195,8 @@ def train(
                 "augment.crop_size_min": crop_size_min,
                 "augment.jitter_strength": jitter_strength,
                 "augment.blur_p": blur_p,
+                "augment.rotate_deg": rotate_deg,
+                "augment.zoom_out_p": zoom_out_p,
             },
         )
         result = run_train(

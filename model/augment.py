@@ -96,8 +96,31 @@ class SimCLRAugment:
         theta[:, 0, 2] = cx * 2 - 1
         theta[:, 1, 1] = h
         theta[:, 1, 2] = cy * 2 - 1
+        if not (self.cfg.rotate_deg or self.cfg.zoom_out_p):
+            grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
+            return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        return self._rotate_and_frame(x, theta, gen, size)
+
+    def _rotate_and_frame(self, x: torch.Tensor, theta: torch.Tensor, gen: torch.Generator, size: int) -> torch.Tensor:
+        """The crop, plus a small rotation and (sometimes) a zoom-out that leaves a plain frame.
+
+        The edits people make to pictures include rotating them and framing them (borders,
+        letterboxing); views that show both teach f to ignore them. What falls outside the image
+        is filled with black or white, one or the other per view.
+        """
+        n, device, dtype = x.shape[0], x.device, x.dtype
+        angle = _uniform(n, -1.0, 1.0, gen, device) * math.radians(self.cfg.rotate_deg)
+        cos, sin = torch.cos(angle).to(dtype), torch.sin(angle).to(dtype)
+        rot = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)  # (n, 2, 2)
+        zoom = torch.where(
+            _bernoulli(n, self.cfg.zoom_out_p, gen, device), _uniform(n, 1.0, self.cfg.zoom_out_max, gen, device), 1.0
+        ).to(dtype)
+        theta = theta.clone()
+        theta[:, :, :2] = (theta[:, :, :2] @ rot) * zoom.view(n, 1, 1)
+        fill = torch.where(_bernoulli(n, 0.5, gen, device), 1.0, 0.0).to(dtype).view(n, 1, 1, 1)
         grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        out = F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return out + fill
 
     def color_jitter(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Brightness, contrast, saturation (factors in [1-0.8s, 1+0.8s]) and hue (±0.2s turns)."""

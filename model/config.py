@@ -59,6 +59,11 @@ class AugmentConfig:
     crop_scale: tuple[float, float] = (0.2, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip_p: float = 0.5
+    # Edits of the kind people make (model.edits): rotations up to rotate_deg, and with
+    # probability zoom_out_p a zoom-out by up to zoom_out_max that frames the view in black or white.
+    rotate_deg: float = 0.0
+    zoom_out_p: float = 0.0
+    zoom_out_max: float = 1.3
     jitter_strength: float = 0.5  # s: brightness/contrast/saturation 0.8s, hue 0.2s
     jitter_p: float = 0.8
     gray_p: float = 0.2
@@ -69,7 +74,9 @@ class AugmentConfig:
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
-        for name in ("flip_p", "jitter_p", "gray_p", "blur_p"):
+        if self.rotate_deg < 0 or self.zoom_out_max < 1:
+            raise ValueError("rotate_deg must be >= 0 and zoom_out_max >= 1")
+        for name in ("flip_p", "jitter_p", "gray_p", "blur_p", "zoom_out_p"):
             p = getattr(self, name)
             if not 0 <= p <= 1:
                 raise ValueError(f"{name} must be a probability, got {p}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from model.augment import SimCLRAugment, normalize
@@ -89,3 +91,20 @@ def test_blur_smooths() -> None:
     v = aug.view(images, torch.Generator().manual_seed(0))
     tv = lambda x: (x[..., 1:] - x[..., :-1]).abs().mean()  # noqa: E731
     assert tv(v) < 0.5 * tv(images.float() / 255)
+
+
+def test_zoomed_out_views_are_framed_in_black_or_white_and_rotation_keeps_the_centre() -> None:
+    cfg = AugmentConfig(crop_size=32, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0,
+                        gray_p=0.0, zoom_out_p=1.0, zoom_out_max=1.6, rotate_deg=0.0)  # fmt: skip
+    aug = SimCLRAugment(cfg, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    images = torch.full((64, 3, 32, 32), 128, dtype=torch.uint8)
+    views = aug.view(images, torch.Generator().manual_seed(0))
+    corners = views[:, :, 0, 0]  # outside the image whenever the zoom-out exceeds ~1.07
+    framed = (corners - views[:, :, 16, 16]).abs().amax(dim=1) > 0.2
+    assert framed.float().mean() > 0.6
+    assert set(corners[framed].round().unique().tolist()) <= {0.0, 1.0}
+    assert torch.allclose(views[:, :, 16, 16], torch.full((64, 3), 128 / 255), atol=1e-5)  # the image stays inside
+    turned = SimCLRAugment(replace(cfg, zoom_out_p=0.0, rotate_deg=30.0), (0.0,) * 3, (1.0,) * 3)
+    tv = turned.view(images, torch.Generator().manual_seed(1))
+    assert torch.allclose(tv[:, :, 16, 16], torch.full((64, 3), 128 / 255), atol=1e-5)
+    assert ((tv[:, :, 0, 0] - 128 / 255).abs() > 0.2).any()  # some rotated corners fall outside
