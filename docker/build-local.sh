@@ -2,7 +2,8 @@
 # Build the API image on a machine without Docker Hub access (this one):
 #   1. start Debian's Docker engine if none answers,
 #   2. make a local base image (debootstrap bookworm + python3) unless it exists,
-#   3. download the API's Python wheels on the host into docker/wheelhouse (torch: CPU build),
+#   3. download the API's Python wheels on the host into docker/wheelhouse (torch: its CPU build
+#      from PyTorch's index where that is reachable),
 #   4. docker build docker/api.Dockerfile on that base, and print the image size.
 # Usage: docker/build-local.sh [--wheels-only]      (run as root)
 set -euo pipefail
@@ -11,13 +12,24 @@ BASE=${BASE:-latent-search/base:bookworm}
 IMAGE=${IMAGE:-latent-search/api:local}
 WHEELS=docker/wheelhouse
 
+# torch's CPU build is published on PyTorch's own wheel index, not on PyPI (whose torch is the CUDA
+# build, ~5 GB with its libraries). TORCH_INDEX names that index (or a mirror of it).
+TORCH_INDEX=${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
+
 wheels() {
     mkdir -p "$WHEELS"
-    # pip here finds torch's CPU wheel (2.13.0+cpu) in its local find-links folder.
-    # (pip's config here points at local index folders that do not all exist: drop those warnings, keep errors)
+    local pin
+    pin=$(grep -E '^torch==' docker/requirements-api.txt)
+    # pip's config on some machines points at index folders that do not exist: drop those warnings, keep errors.
+    python3 -m pip download --quiet --only-binary=:all: --no-deps --dest "$WHEELS" --index-url "$TORCH_INDEX" \
+        "$pin" 2> >(grep -v "WARNING: Location\|WARNING: Retrying" >&2) ||
+        echo "torch: $TORCH_INDEX not reachable; taking what pip finds for $pin (from PyPI: the CUDA build," \
+            "a much larger image that runs the same on a CPU)" >&2
     python3 -m pip download --quiet --only-binary=:all: --dest "$WHEELS" -r docker/requirements-api.txt \
         2> >(grep -v "WARNING: Location" >&2)
-    ls "$WHEELS" | grep -q '^torch-2.13.0+cpu' || { echo "the wheelhouse lacks torch's CPU build" >&2; exit 1; }
+    local torch_wheel
+    torch_wheel=$(ls "$WHEELS" | grep '^torch-' | head -n 1) || { echo "the wheelhouse has no torch wheel" >&2; exit 1; }
+    echo "torch in the image: $torch_wheel"
 }
 
 start_engine() {
