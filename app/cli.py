@@ -86,7 +86,7 @@ def _auto_preset(source: str) -> str:
     facts = inspect_collection(source)
     name, why = choose_preset(facts, torch.cuda.is_available())
     if _is_main_process():
-        typer.echo(f"preset {name}: {why} ({facts.images:,} images; --preset to choose another)")
+        typer.echo(f"preset {name}: {why} (from {facts.sampled} images; --preset to choose another)")
     return name
 
 
