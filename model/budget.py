@@ -11,17 +11,14 @@ so every run ends at the end of its schedule: small collections get many epochs,
 
 from __future__ import annotations
 
-import copy
 import logging
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
-from model.augment import SimCLRAugment
 from model.config import AugmentConfig, RunConfig
-from model.loss import NTXentLoss
+from model.trial import TrialSteps
 
 LOG = logging.getLogger(__name__)
 
@@ -78,36 +75,9 @@ StepRunner = Callable[[int], float]  # one training step at a view size -> its s
 
 
 def real_step_runner(model: torch.nn.Module, cfg: RunConfig, device: torch.device) -> StepRunner:
-    """Full steps (augment, forward, loss, backward, SGD) of the run's batch, on a copy of `model`."""
-    t = cfg.train
-    trial = copy.deepcopy(model).to(device).train()
-    opt = torch.optim.SGD([p for p in trial.parameters() if p.requires_grad], lr=1e-6, momentum=0.9)
-    augment = SimCLRAugment(cfg.augment, cfg.encoder.mean, cfg.encoder.std)
-    loss_fn = NTXentLoss(t.temperature)
-    gen = torch.Generator(device=device).manual_seed(0)
-    side = cfg.encoder.image_size
-    images = torch.randint(
-        0, 256, (t.batch_size, 3, side, side), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
-    )
-    images = images.to(device)
-    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
-
-    def run(size: int) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        v1, v2 = augment(images, gen, size)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(t.amp)):
-            _, z = trial(torch.cat([v1, v2]).contiguous(memory_format=fmt))
-        loss = loss_fn(*z.float().chunk(2))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
-
-    return run
+    """Full steps of the run's batch, precision and layout, on a copy of `model` (model.trial)."""
+    trial = TrialSteps(model, cfg, device, images=cfg.train.batch_size)
+    return lambda size: trial.run(size, bf16=bool(cfg.train.amp), channels_last=bool(cfg.train.channels_last))
 
 
 def time_steps(sizes: tuple[int, ...], run: StepRunner, repeats: int = 2) -> dict[int, float]:

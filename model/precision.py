@@ -3,8 +3,8 @@
 bf16 autocast and channels_last are large gains on some processors and large losses on others
 (a CPU without native bf16 emulates it: a step of the CPU preset is ~13x slower than in fp32).
 So the job does not assume: before the first step it times a few forward + backward passes of a
-copy of the actual model, at the run's view size and loss, for each candidate setting, and keeps
-the fastest. A setting given explicitly (`--amp` / `--no-amp`) is kept; forcing bf16 on a CPU
+copy of the actual model (model.trial), at the run's view size and loss, for each candidate
+setting, and keeps the fastest. A setting given explicitly (`--amp` / `--no-amp`) is kept; forcing bf16 on a CPU
 without native bf16 is still timed, so that the warning can say how much it costs.
 
 On CUDA nothing is timed: bf16 where the GPU supports it (every GPU since Ampere), fp32 otherwise;
@@ -13,7 +13,6 @@ channels_last, which cuDNN's tensor-core convolutions want.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import statistics
@@ -24,9 +23,10 @@ from typing import Any
 
 import torch
 
+from model.config import RunConfig
 from model.distributed import slowest_process
 from model.hardware import cpu_capability, cpu_has_native_bf16
-from model.loss import NTXentLoss
+from model.trial import TrialSteps
 
 LOG = logging.getLogger(__name__)
 
@@ -100,35 +100,10 @@ def time_candidates(
     return out
 
 
-def training_step_timer(
-    model: torch.nn.Module, device: torch.device, view_size: int, temperature: float, images: int = TRIAL_IMAGES
-) -> StepTimer:
-    """Time forward + NT-Xent + backward on a copy of `model` (the run's own model stays untouched)."""
-    trial = copy.deepcopy(model).to(device).train()
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(2 * images, 3, view_size, view_size, generator=gen).to(device)
-    loss_fn = NTXentLoss(temperature)
-
-    def run(cand: Candidate) -> float:
-        fmt = torch.channels_last if cand.channels_last else torch.contiguous_format
-        trial.to(memory_format=fmt)
-        xi = x.contiguous(memory_format=fmt)
-        _sync(device)
-        start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cand.bf16):
-            _, z = trial(xi)
-        z1, z2 = z.float().chunk(2)
-        trial.zero_grad(set_to_none=True)
-        loss_fn(z1, z2).backward()
-        _sync(device)
-        return time.perf_counter() - start
-
-    return run
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def training_step_timer(model: torch.nn.Module, cfg: RunConfig, device: torch.device) -> StepTimer:
+    """Time real steps (model.trial) of TRIAL_IMAGES images at the run's final view size."""
+    trial = TrialSteps(model, cfg, device, images=TRIAL_IMAGES)
+    return lambda cand: trial.run(cfg.augment.crop_size, bf16=cand.bf16, channels_last=cand.channels_last)
 
 
 def choose_speed(

@@ -376,7 +376,7 @@ def _train(
         amp=cfg.train.amp,
         channels_last=cfg.train.channels_last,
         device=dev,
-        run_step=training_step_timer(model, dev, cfg.augment.crop_size, cfg.train.temperature),
+        run_step=training_step_timer(model, cfg, dev),
     )
     cfg = replace(cfg, train=replace(cfg.train, amp=speed.bf16, channels_last=speed.channels_last))
     machine = describe(dev)

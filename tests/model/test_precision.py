@@ -87,7 +87,7 @@ def test_the_real_timer_leaves_the_model_untouched() -> None:
     model = SimCLRModel(tiny_config().encoder)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
-    run = training_step_timer(model, CPU, view_size=16, temperature=0.5, images=4)
+    run = training_step_timer(model, tiny_config(), CPU)
     assert run(Candidate(False, True)) > 0 and run(Candidate(True, False)) > 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.equal(rng, torch.get_rng_state())

@@ -1,0 +1,54 @@
+"""Timed training steps on a copy of the run's model: what the speed choices are measured with.
+
+`model.precision` times them per precision and memory layout on a small batch; `model.budget`
+times them at the run's batch and view sizes to plan the step count. Each step is a real one
+(per-sample augmentation, forward, NT-Xent, backward, an SGD step) on a deep copy, with random
+pixels and generators of its own: the run's model, optimizer and random streams are untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+
+from model.augment import SimCLRAugment
+from model.config import RunConfig
+from model.loss import NTXentLoss
+
+
+class TrialSteps:
+    def __init__(self, model: torch.nn.Module, cfg: RunConfig, device: torch.device, images: int) -> None:
+        self.device = device
+        self.model = copy.deepcopy(model).to(device).train()
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.SGD(trainable, lr=1e-6, momentum=0.9)
+        self.augment = SimCLRAugment(cfg.augment, cfg.encoder.mean, cfg.encoder.std)
+        self.loss = NTXentLoss(cfg.train.temperature)
+        self.gen = torch.Generator(device=device).manual_seed(0)
+        side = cfg.encoder.image_size
+        pixels = torch.randint(
+            0, 256, (images, 3, side, side), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+        )
+        self.images = pixels.to(device)
+
+    def run(self, size: int, *, bf16: bool, channels_last: bool) -> float:
+        """Seconds of one step with `size`-px views."""
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.model.to(memory_format=fmt)
+        self._sync()
+        start = time.perf_counter()
+        v1, v2 = self.augment(self.images, self.gen, size)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+            _, z = self.model(torch.cat([v1, v2]).contiguous(memory_format=fmt))
+        loss = self.loss(*z.float().chunk(2))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self._sync()
+        return time.perf_counter() - start
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
