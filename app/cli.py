@@ -11,6 +11,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from index.plan import DEFAULT_MEMORY_BUDGET, DEFAULT_RECALL_TARGET
+from model.runtime import Runtime
+
 app = typer.Typer(
     help="latent-search: learn an image embedding from your own images and search by similarity.",
     no_args_is_help=True,
@@ -270,8 +273,13 @@ def index_build(
         "indexes/default"
     ),
     factory: Annotated[str | None, typer.Option(help="FAISS factory string, overriding the automatic choice.")] = None,
-    memory_budget_mb: Annotated[int, typer.Option(help="Memory the index may use.")] = 4096,
-    target_recall: Annotated[float, typer.Option(help="recall@10 the search parameters are tuned to.")] = 0.95,
+    memory_budget_mb: Annotated[int, typer.Option(help="Memory the index may use.")] = DEFAULT_MEMORY_BUDGET // 2**20,
+    target_recall: Annotated[
+        float, typer.Option(help="recall@10 the search parameters are tuned to.")
+    ] = DEFAULT_RECALL_TARGET,
+    runtime: Annotated[Runtime, typer.Option(help="What runs the encoder: auto (ONNX when exported), torch, onnx.")] = (
+        Runtime.AUTO
+    ),
     batch_size: Annotated[int, typer.Option()] = 256,
     device: Annotated[str | None, typer.Option()] = None,
     threads: Annotated[int | None, typer.Option()] = None,
@@ -280,8 +288,9 @@ def index_build(
     """Embed a collection with f and publish a FAISS cosine index plus catalog."""
     _setup(verbose, threads)
     from index.build import build_index
+    from index.pipeline import BuildOptions
     from model.distributed import setup, teardown
-    from model.embed import load_encoder
+    from model.runtime import load_runtime
 
     if not 0 < target_recall <= 1:
         _fail(ValueError("--target-recall must be in (0, 1]"))
@@ -289,16 +298,9 @@ def index_build(
     try:
         # Under torchrun: every process embeds a share on its own device; rank 0 builds.
         _, dev, created = setup(device)
-        enc = load_encoder(encoder, str(dev))
-        report = build_index(
-            enc,
-            _data_path(data),
-            out,
-            factory=factory,
-            memory_budget=memory_budget_mb * 2**20,
-            target_recall=target_recall,
-            batch_size=batch_size,
-        )
+        enc = load_runtime(encoder, runtime, str(dev))
+        options = BuildOptions(factory, memory_budget_mb * 2**20, target_recall)
+        report = build_index(enc, _data_path(data), out, options=options, batch_size=batch_size)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         _fail(exc)
         return
@@ -318,7 +320,7 @@ def index_build(
 @index_app.command("info")
 def index_info(path: Annotated[Path, typer.Argument(help="Index directory.")]) -> None:
     """Print the manifest of the current version."""
-    from index.store import IndexNotFoundError, read_manifest
+    from index.versions import IndexNotFoundError, read_manifest
 
     try:
         typer.echo(json.dumps(read_manifest(path), indent=2))
@@ -334,7 +336,7 @@ def index_export(
 ) -> None:
     """Write every embedding with its id (and uri)."""
     from index.export import export_embeddings
-    from index.store import IndexNotFoundError
+    from index.versions import IndexNotFoundError
 
     try:
         n = export_embeddings(path, out, format)
@@ -394,10 +396,10 @@ def demo(
     import shutil
 
     from index.build import build_index
-    from index.store import IndexNotFoundError, read_manifest
-    from model.checkpoint import file_sha256
+    from index.versions import IndexNotFoundError, read_manifest
+    from model.checksum import file_sha256
     from model.config import preset as get_preset
-    from model.embed import load_encoder
+    from model.runtime import load_runtime
     from model.train import NonFiniteLossError
     from model.train import train as run_train
 
@@ -426,7 +428,7 @@ def demo(
             typer.echo(f"[2/3] reusing index {index_dir} (pass --reindex to rebuild)")
         else:
             typer.echo(f"[2/3] indexing {source}")
-            build_index(load_encoder(encoder_path), source, index_dir)
+            build_index(load_runtime(encoder_path), source, index_dir)
     except (FileNotFoundError, FileExistsError, ValueError, NonFiniteLossError) as exc:
         _fail(exc)
         return

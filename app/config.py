@@ -1,37 +1,75 @@
-"""Service settings: environment variables prefixed LATENT_SEARCH_ (or a .env file)."""
+"""Service settings: environment variables prefixed LATENT_SEARCH_ (or a .env file).
+
+Flat names (LATENT_SEARCH_MAX_K, ...), grouped below by concern. Defaults that the offline
+jobs share are imported from where they are defined (pixel limits: model.images; recall
+target and memory budget: index.plan), not written again. Renamed settings still accept
+their earlier names (LATENT_SEARCH_TORCH_THREADS, ..._MAX_BATCH_IMAGES, ..._BATCH_MAX_SIZE).
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from index.plan import DEFAULT_MEMORY_BUDGET, DEFAULT_RECALL_TARGET
+from model.images import UPLOAD_MAX_PIXELS
+from model.runtime import Runtime
+
+PREFIX = "LATENT_SEARCH_"
+
+
+def _named(name: str, *earlier: str) -> AliasChoices:
+    """Accept a setting under its name and its earlier names, as a keyword or an env variable."""
+    names = (name, *earlier)
+    return AliasChoices(*names, *(PREFIX + n.upper() for n in names))
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LATENT_SEARCH_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=".env", extra="ignore", populate_by_name=True)
 
-    encoder_path: Path = Field(Path("runs/default/encoder.pt"), description="encoder.pt to embed queries with")
+    # What to serve
+    encoder_path: Path = Field(Path("runs/default/encoder.pt"), description="encoder.pt (or encoder.onnx) for queries")
     index_path: Path = Field(Path("indexes/default"), description="index directory (holds CURRENT)")
     image_store: Path | None = Field(None, description="content-addressed image store (default INDEX/images)")
+    runtime: Runtime = Field(Runtime.AUTO, description="encoder runtime: auto (ONNX when exported), torch or onnx")
+    device: str | None = Field(None, description="torch runtime: cpu or cuda (default: cuda when present)")
     api_key: str | None = Field(None, description="bearer key for write and admin endpoints")
-    device: str | None = Field(None, description="cpu or cuda (default: cuda when present)")
 
-    max_upload_bytes: int = Field(10 * 1024**2, ge=1, description="largest accepted request body")
-    max_image_pixels: int = Field(40_000_000, ge=1, description="largest image (width x height), from its header")
-    max_batch_images: int = Field(32, ge=1, description="images per /search/batch request")
+    # Limits on what a request may ask
+    max_upload_bytes: int = Field(10 * 1024**2, ge=1, description="largest accepted image file")
+    max_image_pixels: int = Field(
+        UPLOAD_MAX_PIXELS, ge=1, description="largest image (width x height), from its header"
+    )
+    max_images_per_request: int = Field(
+        32, ge=1, validation_alias=_named("max_images_per_request", "max_batch_images"),
+        description="images in one /search/batch or POST /images request",
+    )  # fmt: skip
     max_k: int = Field(1000, ge=1, description="largest k a search may ask for")
 
-    batch_max_size: int = Field(32, ge=1, description="micro-batch: most queries in one forward pass")
-    batch_max_wait_ms: float = Field(3.0, ge=0, description="micro-batch: longest wait for company")
-    torch_threads: int | None = Field(
-        None, ge=1, description="torch intra-op threads (default: the cores this process may use)"
-    )
+    # Compute: micro-batching of queries, threads
+    microbatch_max_size: int = Field(
+        32, ge=1, validation_alias=_named("microbatch_max_size", "batch_max_size"),
+        description="most queries embedded in one forward pass",
+    )  # fmt: skip
+    microbatch_max_wait_ms: float = Field(
+        3.0, ge=0, validation_alias=_named("microbatch_max_wait_ms", "batch_max_wait_ms"),
+        description="longest a query waits for company while others are still decoding",
+    )  # fmt: skip
+    encoder_threads: int | None = Field(
+        None, ge=1, validation_alias=_named("encoder_threads", "torch_threads"),
+        description="the encoder's intra-op threads (default: the cores this process may use)",
+    )  # fmt: skip
     decode_workers: int | None = Field(
         None, ge=1, description="threads decoding uploads (default: the cores this process may use)"
     )
+
+    # Rebuilds in the background
     rebuild_duty_cycle: float = Field(0.5, gt=0, le=1, description="share of time a rebuild may compute")
+    rebuild_memory_budget: int = Field(DEFAULT_MEMORY_BUDGET, ge=1, description="bytes a rebuilt index may take")
+    rebuild_recall_target: float = Field(DEFAULT_RECALL_TARGET, gt=0, le=1, description="recall@10 tuned for")
 
     @property
     def store_path(self) -> Path:

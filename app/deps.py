@@ -1,15 +1,23 @@
-"""FastAPI dependencies: the service (503 until ready), upload reading with limits, errors."""
+"""FastAPI dependencies: each yields a ready, validated object or raises the HTTP error.
+
+- `LiveDep`: the loaded encoder, index and image store (503 until loaded), one version for
+  the whole request.
+- `KDep`, `ImagesDep`: the `k` query parameter and a request's image list, checked against
+  the configured limits (422 past them).
+- `read_upload`: an upload's bytes, 413 past the size limit.
+- `AdminDep`: the bearer key for write and admin endpoints, when one is configured.
+Bad image bytes raise model.images errors, which app.main maps to 400 / 413 / 415.
+"""
 
 from __future__ import annotations
 
 import hmac
 from typing import Annotated, NoReturn
 
-from fastapi import Depends, HTTPException, Path, Request, UploadFile
+from fastapi import Depends, File, HTTPException, Path, Query, Request, UploadFile
 
 from app.config import Settings, get_settings
-from app.service import SearchService, UnsupportedImageTypeError
-from model.data import ImageTooLargeError, UnreadableImageError
+from app.service import Live, SearchService, ServiceNotReadyError
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 # Ids are SQLite INTEGER PRIMARY KEYs: anything outside 0 .. 2^63 - 1 cannot exist (422, not a crash).
@@ -21,16 +29,18 @@ def get_service(request: Request) -> SearchService:
     return service
 
 
-def get_ready_service(request: Request) -> SearchService:
-    service = get_service(request)
-    if not service.ready:
-        reason = f": {service.load_error}" if service.load_error else "; try again in a few seconds"
-        raise HTTPException(503, f"the encoder and index are not loaded yet{reason}")
-    return service
-
-
 ServiceDep = Annotated[SearchService, Depends(get_service)]
-ReadyServiceDep = Annotated[SearchService, Depends(get_ready_service)]
+
+
+def get_live(service: ServiceDep) -> Live:
+    try:
+        return service.require()
+    except ServiceNotReadyError as exc:
+        raise HTTPException(503, str(exc)) from exc
+
+
+LiveDep = Annotated[Live, Depends(get_live)]
+ReadyGuard = Depends(get_live)  # for routes that need the service loaded but not its parts
 
 
 def unprocessable(location: list[str], message: str) -> NoReturn:
@@ -38,9 +48,27 @@ def unprocessable(location: list[str], message: str) -> NoReturn:
     raise HTTPException(422, [{"loc": location, "msg": message, "type": "value_error"}])
 
 
-def check_k(k: int, settings: Settings) -> None:
+def checked_k(
+    settings: SettingsDep,
+    k: Annotated[int, Query(description="How many neighbours to return (1 to the configured maximum).")] = 10,
+) -> int:
     if not 1 <= k <= settings.max_k:
         unprocessable(["query", "k"], f"k must be between 1 and {settings.max_k}")
+    return k
+
+
+KDep = Annotated[int, Depends(checked_k)]
+
+
+def checked_images(
+    settings: SettingsDep, images: Annotated[list[UploadFile], File(description="One or more images.")]
+) -> list[UploadFile]:
+    if not 1 <= len(images) <= settings.max_images_per_request:
+        unprocessable(["body", "images"], f"send between 1 and {settings.max_images_per_request} images")
+    return images
+
+
+ImagesDep = Annotated[list[UploadFile], Depends(checked_images)]
 
 
 async def read_upload(upload: UploadFile, settings: Settings) -> bytes:
@@ -49,14 +77,6 @@ async def read_upload(upload: UploadFile, settings: Settings) -> bytes:
     if len(data) > settings.max_upload_bytes:
         raise HTTPException(413, f"image larger than the {settings.max_upload_bytes}-byte limit")
     return data
-
-
-def image_error(exc: UnreadableImageError) -> HTTPException:
-    if isinstance(exc, ImageTooLargeError):
-        return HTTPException(413, f"image too large: {exc}")
-    if isinstance(exc, UnsupportedImageTypeError):
-        return HTTPException(415, str(exc))
-    return HTTPException(400, f"not a readable image: {exc}")
 
 
 def require_api_key(request: Request, settings: SettingsDep) -> None:

@@ -19,15 +19,17 @@ from fastapi.responses import JSONResponse
 from app.config import Settings, get_settings
 from app.jobs import Rebuilder
 from app.metrics import REQUEST_SECONDS, REQUESTS
+from app.offload import run_blocking
 from app.routes import images, search, status, web, writes
-from app.service import SearchService
+from app.service import SearchService, ServiceNotReadyError
+from model.images import ImageTooLargeError, UnreadableImageError, UnsupportedImageTypeError
 
 LOG = logging.getLogger(__name__)
 
 
 async def _load(service: SearchService) -> None:
     try:
-        await asyncio.to_thread(service.load)
+        await run_blocking(service.load)
     except Exception as exc:  # keep serving /health and explain on /ready
         service.load_error = f"{type(exc).__name__}: {exc}"
         LOG.error("could not load the encoder and index: %s", service.load_error)
@@ -41,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service = SearchService(settings)
         app.state.service = service
         app.state.rebuilder = Rebuilder(service, settings.rebuild_duty_cycle)
-        service.start_batcher()
+        service.start()
         loader = asyncio.create_task(_load(service))
         try:
             yield
@@ -58,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.dependency_overrides[get_settings] = lambda: settings
-    max_body = settings.max_upload_bytes * settings.max_batch_images + 1024**2
+    max_body = settings.max_upload_bytes * settings.max_images_per_request + 1024**2
 
     @app.middleware("http")
     async def limits_and_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -74,6 +76,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         REQUESTS.labels(*labels).inc()
         REQUEST_SECONDS.labels(*labels).observe(time.perf_counter() - started)
         return response
+
+    @app.exception_handler(UnreadableImageError)
+    async def bad_image(request: Request, exc: UnreadableImageError) -> JSONResponse:
+        if isinstance(exc, ImageTooLargeError):
+            return JSONResponse({"detail": f"image too large: {exc}"}, 413)
+        if isinstance(exc, UnsupportedImageTypeError):
+            return JSONResponse({"detail": str(exc)}, 415)
+        return JSONResponse({"detail": f"not a readable image: {exc}"}, 400)
+
+    @app.exception_handler(ServiceNotReadyError)
+    async def not_ready(request: Request, exc: ServiceNotReadyError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 503)
 
     for router in (search.router, images.router, writes.router, status.router, web.router):
         app.include_router(router)

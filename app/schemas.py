@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_serializer
 
 
 class Neighbour(BaseModel):
@@ -15,9 +15,15 @@ class Neighbour(BaseModel):
 
 
 class Timings(BaseModel):
-    decode_ms: float = Field(description="Decoding and resizing the upload(s).")
-    embed_ms: float = Field(description="Waiting for and running the encoder (micro-batched).")
-    search_ms: float = Field(description="Index search and catalog look-up.")
+    """Where a request's time went; the service adds to it stage by stage."""
+
+    decode_ms: float = Field(0.0, description="Decoding and resizing the upload(s).")
+    embed_ms: float = Field(0.0, description="Waiting for and running the encoder (micro-batched).")
+    search_ms: float = Field(0.0, description="Index search and catalog look-up.")
+
+    @field_serializer("decode_ms", "embed_ms", "search_ms")
+    def _rounded(self, value: float) -> float:
+        return round(value, 3)
 
 
 class SearchResponse(BaseModel):
@@ -41,6 +47,7 @@ class IndexInfo(BaseModel):
     dim: int
     encoder_sha256: str
     encoder_arch: str
+    encoder_runtime: str = Field(description="What runs the encoder: onnx (ONNX Runtime) or torch.")
     built_at: str | None
 
 

@@ -1,9 +1,12 @@
-"""What the routes call: decode an upload, embed it (micro-batched), search, join the catalog."""
+"""What the routes call: decode an upload, embed it (micro-batched), search, join the catalog.
+
+The service is `Live` once the encoder, the index and the image store are loaded; a route
+gets that `Live` (non-Optional parts, one index version for the whole request) from the
+readiness dependency in app.deps, and the service methods take what they work on from it.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import io
 import logging
 import time
 from collections.abc import Callable
@@ -12,82 +15,150 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
-import torch
-from PIL import Image
 
 from app.batcher import MicroBatcher
 from app.config import Settings
 from app.metrics import BATCH_SIZE, INDEX_SIZE, STAGE_SECONDS
+from app.offload import run_blocking
+from app.schemas import Timings
 from index.catalog import CatalogRow, NewImage
 from index.images import ImageStore
 from index.store import ImageIndex, IndexRetiredError, load
-from model.data import UnreadableImageError, decode_opened, open_image
-from model.embed import Encoder, load_encoder
 from model.hardware import usable_cores
+from model.images import SUPPORTED_FORMATS, DecodedImage, UnreadableImageError, decode_image
+from model.runtime import EncoderRuntime, load_runtime
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Formats we decode; anything else that PIL recognises is an unsupported type (415).
-SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
+
+class ServiceNotReadyError(RuntimeError):
+    """The encoder and the index are not loaded (yet, or they failed to load)."""
 
 
-class UnsupportedImageTypeError(UnreadableImageError):
-    pass
+@dataclass(frozen=True)
+class Live:
+    """What a loaded service serves from; replaced whole by a rebuild's swap."""
+
+    encoder: EncoderRuntime
+    index: ImageIndex
+    store: ImageStore
 
 
-@dataclass
-class Neighbour:
+@dataclass(frozen=True)
+class Hit:
     id: int
     score: float
-    row: CatalogRow | None
-
-
-@dataclass
-class Timings:
-    decode_ms: float = 0.0
-    embed_ms: float = 0.0
-    search_ms: float = 0.0
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: round(v, 3) for k, v in self.__dict__.items()}
+    row: CatalogRow | None  # None when the image was removed between search and look-up
 
 
 @dataclass
 class SearchService:
     settings: Settings
-    encoder: Encoder | None = None
-    index: ImageIndex | None = None
-    store: ImageStore | None = None
-    batcher: MicroBatcher | None = None
+    live: Live | None = None
     load_error: str | None = None
     decoding: int = 0  # requests between upload and embedding (the batcher waits for them)
     decode_pool: ThreadPoolExecutor = field(init=False)
+    batcher: MicroBatcher = field(init=False)
 
     def __post_init__(self) -> None:
-        self.decode_pool = ThreadPoolExecutor(self.settings.decode_workers or usable_cores(), "decode")
+        s = self.settings
+        self.decode_pool = ThreadPoolExecutor(s.decode_workers or usable_cores(), "decode")
+        self.batcher = MicroBatcher(
+            self._embed_batch,
+            s.microbatch_max_size,
+            s.microbatch_max_wait_ms / 1000,
+            on_batch=lambda n, _: BATCH_SIZE.observe(n),
+            expected=lambda: self.decoding,
+        )
 
     @property
     def ready(self) -> bool:
-        return self.encoder is not None and self.index is not None and self.batcher is not None
+        return self.live is not None
+
+    def require(self) -> Live:
+        if self.live is None:
+            reason = f": {self.load_error}" if self.load_error else "; try again in a few seconds"
+            raise ServiceNotReadyError(f"the encoder and index are not loaded yet{reason}")
+        return self.live
 
     def load(self) -> None:
         """Load the encoder and the index (blocking; run it off the event loop)."""
         s = self.settings
-        torch.set_num_threads(s.torch_threads or usable_cores())
-        encoder = load_encoder(s.encoder_path, s.device)
+        encoder = load_runtime(s.encoder_path, s.runtime, s.device, threads=s.encoder_threads or usable_cores())
         # Writable: half-written versions are cleaned up and journalled writes replayed.
         index = load(s.index_path, encoder_checksum=encoder.checksum, writable=True)
-        self.store = ImageStore(s.store_path)
         # Warm the encoder so the first real query does not pay for lazy initialisation.
-        encoder.embed_uint8(torch.zeros(1, 3, encoder.image_size, encoder.image_size, dtype=torch.uint8))
-        self.encoder, self.index = encoder, index
-        LOG.info("ready: encoder %s, index %s (%d images)", s.encoder_path, index.version, index.count)
-
-    def swap(self, index: ImageIndex, encoder: Encoder) -> None:
-        """Switch to a new index (and encoder): requests that already hold the old one finish on it."""
-        self.encoder, self.index = encoder, index
+        encoder.embed_pixels(np.zeros((1, encoder.image_size, encoder.image_size, 3), np.uint8))
+        self.live = Live(encoder, index, ImageStore(s.store_path))
         INDEX_SIZE.set(index.count)
+        LOG.info(
+            "ready: encoder %s (%s runtime), index %s (%d images)", s.encoder_path, encoder.runtime, index.version,
+            index.count,
+        )  # fmt: skip
+
+    def swap(self, index: ImageIndex, encoder: EncoderRuntime) -> None:
+        """Switch to a new index (and encoder): requests that already hold the old one finish on it."""
+        self.live = Live(encoder, index, self.require().store)
+        INDEX_SIZE.set(index.count)
+
+    def _embed_batch(self, pixels: np.ndarray) -> np.ndarray:
+        return self.require().encoder.embed_pixels(pixels)
+
+    def start(self) -> None:
+        """Start the micro-batcher (needs the running event loop)."""
+        self.batcher.start()
+
+    def decode(self, data: bytes) -> DecodedImage:
+        """Bytes -> the encoder's square and the original size; UnreadableImageError subclasses on bad input."""
+        if not data:
+            raise UnreadableImageError("the uploaded file is empty")
+        size = self.require().encoder.image_size
+        return decode_image(data, size, self.settings.max_image_pixels, SUPPORTED_FORMATS)
+
+    async def decode_async(self, data: bytes, timings: Timings) -> DecodedImage:
+        started = time.perf_counter()
+        self.decoding += 1
+        try:
+            decoded = await run_blocking(self.decode, data, executor=self.decode_pool)
+        finally:
+            self.decoding -= 1
+        _observe("decode", started, timings)
+        return decoded
+
+    async def embed_async(self, pixels: np.ndarray, timings: Timings) -> np.ndarray:
+        started = time.perf_counter()
+        vector = await self.batcher.embed(pixels)
+        _observe("embed", started, timings)
+        return vector
+
+    async def embed_upload(self, data: bytes, timings: Timings) -> np.ndarray:
+        """Upload bytes -> its unit vector (decoded on the pool, embedded in a shared batch)."""
+        decoded = await self.decode_async(data, timings)
+        return await self.embed_async(decoded.pixels, timings)
+
+    async def search_vectors(
+        self,
+        index: ImageIndex,
+        vectors: np.ndarray,
+        k: int,
+        min_score: float | None,
+        timings: Timings,
+        exclude: int | None = None,
+    ) -> list[list[Hit]]:
+        """Search in a worker thread (FAISS releases the GIL) and join catalog rows."""
+        started = time.perf_counter()
+        extra = 1 if exclude is not None else 0
+        scores, ids = await run_blocking(index.search, vectors, k + extra)
+        results = []
+        for row_scores, row_ids in zip(scores, ids, strict=True):
+            pairs = [(int(i), float(s)) for i, s in zip(row_ids, row_scores, strict=True) if int(i) != exclude][:k]
+            if min_score is not None:
+                pairs = [(i, s) for i, s in pairs if s >= min_score]
+            rows = index.rows([i for i, _ in pairs])
+            results.append([Hit(i, s, rows.get(i)) for i, s in pairs])
+        _observe("search", started, timings)
+        return results
 
     async def add_images(
         self, uploads: list[tuple[bytes, str | None, str | None]], timings: Timings
@@ -98,23 +169,20 @@ class SearchService:
         written; bytes are fsynced to the store and the index write to the journal before this
         returns.
         """
-        assert self.index is not None and self.store is not None
-        pixels = [await self.decode_async(data, timings) for data, _, _ in uploads]
-        vectors = np.stack([await self.embed_async(p, timings) for p in pixels])
+        decoded = [await self.decode_async(data, timings) for data, _, _ in uploads]
+        vectors = np.stack([await self.embed_async(d.pixels, timings) for d in decoded])
+        store = self.require().store
         metas = []
-        for data, label, uri in uploads:
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
-            sha = await asyncio.to_thread(self.store.put, data)
-            metas.append(NewImage(uri or f"upload/{sha}", sha, width, height, label))
+        for (data, label, uri), image in zip(uploads, decoded, strict=True):
+            sha = await run_blocking(store.put, data)
+            metas.append(NewImage(uri or f"upload/{sha}", sha, image.width, image.height, label))
         results = await self._write(lambda index: index.add(vectors, metas))
         return [(i, created, m.sha256) for (i, created), m in zip(results, metas, strict=True)]
 
     async def remove_image(self, image_id: int) -> str | None:
         """Remove from the index and the catalog (journalled). Returns the sha256 of the bytes
         it held (the caller deletes them from the store) or None for an unknown id."""
-        assert self.index is not None
-        row = self.index.rows([image_id]).get(image_id)
+        row = self.require().index.rows([image_id]).get(image_id)
         if row is None:
             return None
         removed = await self._write(lambda current: current.remove([image_id]))
@@ -123,99 +191,36 @@ class SearchService:
     async def _write(self, operation: Callable[[ImageIndex], T]) -> T:
         """Run a write on the live index; if a rebuild retired it meanwhile, on its successor."""
         for _ in range(5):
-            assert self.index is not None
             try:
-                return await asyncio.to_thread(operation, self.index)
+                return await run_blocking(operation, self.require().index)
             except IndexRetiredError:
                 continue
         raise RuntimeError("the index kept being replaced during a write; try again")
 
-    def start_batcher(self) -> None:
-        def embed_batch(pixels: np.ndarray) -> np.ndarray:
-            assert self.encoder is not None
-            return self.encoder.embed_uint8(torch.from_numpy(pixels).permute(0, 3, 1, 2))
-
-        self.batcher = MicroBatcher(
-            embed_batch,
-            self.settings.batch_max_size,
-            self.settings.batch_max_wait_ms / 1000,
-            on_batch=lambda n, _: BATCH_SIZE.observe(n),
-            expected=lambda: self.decoding,
-        )
-        self.batcher.start()
-
-    def decode(self, data: bytes) -> np.ndarray:
-        """Bytes -> (S, S, 3) uint8; UnreadableImageError / ImageTooLargeError on bad input."""
-        assert self.encoder is not None
-        if not data:
-            raise UnreadableImageError("the uploaded file is empty")
-        img = open_image(data, self.settings.max_image_pixels)  # header only: size checked before decoding
-        if img.format not in SUPPORTED_FORMATS:
-            raise UnsupportedImageTypeError(
-                f"unsupported image type {img.format}; send JPEG, PNG, WebP, GIF, BMP or TIFF"
-            )
-        return decode_opened(img, self.encoder.image_size)
-
-    async def decode_async(self, data: bytes, timings: Timings) -> np.ndarray:
-        started = time.perf_counter()
-        self.decoding += 1
-        try:
-            pixels = await asyncio.get_running_loop().run_in_executor(self.decode_pool, self.decode, data)
-        finally:
-            self.decoding -= 1
-        elapsed = time.perf_counter() - started
-        STAGE_SECONDS.labels("decode").observe(elapsed)
-        timings.decode_ms += 1000 * elapsed
-        return pixels
-
-    async def embed_async(self, pixels: np.ndarray, timings: Timings) -> np.ndarray:
-        assert self.batcher is not None
-        started = time.perf_counter()
-        vector = await self.batcher.embed(pixels)
-        elapsed = time.perf_counter() - started
-        STAGE_SECONDS.labels("embed").observe(elapsed)
-        timings.embed_ms += 1000 * elapsed
-        return vector
-
-    async def search_vectors(
-        self, vectors: np.ndarray, k: int, min_score: float | None, timings: Timings, exclude: int | None = None
-    ) -> list[list[Neighbour]]:
-        """Search in a worker thread (FAISS releases the GIL) and join catalog rows."""
-        assert self.index is not None
-        index = self.index  # one version for the whole request, even if a swap happens meanwhile
-        started = time.perf_counter()
-        extra = 1 if exclude is not None else 0
-        scores, ids = await asyncio.get_running_loop().run_in_executor(None, index.search, vectors, k + extra)
-        results = []
-        for row_scores, row_ids in zip(scores, ids, strict=True):
-            pairs = [(int(i), float(s)) for i, s in zip(row_ids, row_scores, strict=True) if int(i) != exclude][:k]
-            if min_score is not None:
-                pairs = [(i, s) for i, s in pairs if s >= min_score]
-            rows = index.rows([i for i, _ in pairs])
-            results.append([Neighbour(i, s, rows.get(i)) for i, s in pairs])
-        elapsed = time.perf_counter() - started
-        STAGE_SECONDS.labels("search").observe(elapsed)
-        timings.search_ms += 1000 * elapsed
-        return results
-
-    def info(self) -> dict[str, Any]:
-        assert self.index is not None and self.encoder is not None
-        m = self.index.manifest
+    @staticmethod
+    def info(live: Live) -> dict[str, Any]:
+        m = live.index.manifest
         return {
-            "version": self.index.version,
-            "count": self.index.count,
-            "index_type": m.get("index_type"),
-            "search_params": m.get("search_params", {}),
-            "recall_at_10": m.get("recall_at_10"),
-            "dim": self.index.dim,
-            "encoder_sha256": self.encoder.checksum,
-            "encoder_arch": self.encoder.config.arch,
-            "built_at": m.get("built_at"),
+            "version": live.index.version,
+            "count": live.index.count,
+            "index_type": m.index_type,
+            "search_params": m.search_params,
+            "recall_at_10": m.recall_at_10,
+            "dim": live.index.dim,
+            "encoder_sha256": live.encoder.checksum,
+            "encoder_arch": live.encoder.arch,
+            "encoder_runtime": live.encoder.runtime,
+            "built_at": m.built_at,
         }
 
     async def close(self) -> None:
-        if self.batcher is not None:
-            await self.batcher.stop()
+        await self.batcher.stop()
         self.decode_pool.shutdown(wait=False, cancel_futures=True)
-        if self.index is not None:
-            self.index.close()
+        if self.live is not None:
+            self.live.index.close()
+
+
+def _observe(stage: str, started: float, timings: Timings) -> None:
+    elapsed = time.perf_counter() - started
+    STAGE_SECONDS.labels(stage).observe(elapsed)
+    setattr(timings, f"{stage}_ms", getattr(timings, f"{stage}_ms") + 1000 * elapsed)

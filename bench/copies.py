@@ -4,7 +4,7 @@
 
 Indexes the collection with the encoder (`index.build.build_index`, the CLI's build), takes a
 fixed random sample of its images, applies each edit of `model.edits` to each sampled image,
-and queries the index the way the service does (PNG bytes -> `Encoder.embed_bytes`, which
+and queries the index the way the service does (PNG bytes -> `model.runtime.embed_bytes`, which
 decodes with the service's `decode_opened` transform -> `ImageIndex.search`). Reports top-1 per
 edit and overall (the mean over edits) and writes the table into BENCHMARKS.md.
 """
@@ -29,6 +29,7 @@ from index.store import load
 from model.data import iter_records
 from model.edits import EDITS, apply
 from model.embed import load_encoder
+from model.runtime import embed_bytes
 
 
 def png(img: Image.Image) -> bytes:
@@ -67,7 +68,7 @@ def main() -> None:
             queries = [
                 png(apply(name, Image.open(io.BytesIO(r.data)), args.seed + 7919 * e + i)) for i, r in enumerate(sample)
             ]
-            vectors = np.concatenate([encoder.embed_bytes(queries[i : i + 64]) for i in range(0, len(queries), 64)])
+            vectors = np.concatenate([embed_bytes(encoder, queries[i : i + 64]) for i in range(0, len(queries), 64)])
             _, ids = index.search(vectors, 1)
             scores[name] = float(
                 np.mean([len(hit) > 0 and int(hit[0]) == t for hit, t in zip(ids, truth, strict=True)])

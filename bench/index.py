@@ -21,8 +21,9 @@ import faiss
 import numpy as np
 
 from bench.report import machine, table, today, write_section
-from index.build import build_faiss, tune_index
-from index.choose import plan_index, recall_at_k, set_search_param
+from index.faiss_index import build_faiss, set_search_param
+from index.plan import plan_index
+from index.tuning import recall_at_k, tune_index
 
 DIM = 512
 

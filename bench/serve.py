@@ -31,11 +31,13 @@ import torch
 
 from bench.report import machine, table, today, write_section
 from index.build import build_index
-from index.store import IndexNotFoundError, load, read_manifest
+from index.store import load
+from index.versions import IndexNotFoundError, read_manifest
 from model.checkpoint import save_encoder
 from model.config import preset
-from model.data import decode_square, iter_records
-from model.embed import load_encoder
+from model.data import iter_records
+from model.images import decode_square
+from model.runtime import load_runtime
 from model.encoder import build_backbone
 
 
@@ -60,20 +62,20 @@ def sample_queries(data: str, n: int) -> list[bytes]:
 
 def bare_pipeline(encoder_path: Path, index_dir: Path, queries: list[bytes], reps: int) -> tuple[float, float]:
     """(median ms for one image end to end, batched images/s)."""
-    encoder = load_encoder(encoder_path, "cpu")
+    encoder = load_runtime(encoder_path, device="cpu")
     index = load(index_dir, encoder.checksum)
     times = []
     for i in range(reps):
         t0 = time.perf_counter()
         pixels = decode_square(queries[i % len(queries)], encoder.image_size)
-        vec = encoder.embed_uint8(torch.from_numpy(pixels).permute(2, 0, 1)[None])
+        vec = encoder.embed_pixels(pixels[None])
         index.search(vec, 10)
         times.append(time.perf_counter() - t0)
-    batch = torch.from_numpy(np.stack([decode_square(q, encoder.image_size) for q in queries[:32]])).permute(0, 3, 1, 2)
-    encoder.embed_uint8(batch)
+    batch = np.stack([decode_square(q, encoder.image_size) for q in queries[:32]])
+    encoder.embed_pixels(batch)
     t0, done = time.perf_counter(), 0
     while time.perf_counter() - t0 < 5.0:
-        encoder.embed_uint8(batch)
+        encoder.embed_pixels(batch)
         done += len(batch)
     index.close()
     return 1000 * statistics.median(times[reps // 5 :]), done / (time.perf_counter() - t0)
@@ -196,13 +198,13 @@ def main() -> None:
         name, _, where = spec.partition("=")
         enc_path = untrained_encoder(name, work / f"{name}-untrained.pt") if where == "untrained" else Path(where)
         index_dir = work / f"index-{name}"
-        checksum = load_encoder(enc_path, "cpu").checksum
+        checksum = load_runtime(enc_path, device="cpu").checksum
         try:
             fresh = read_manifest(index_dir)["encoder"]["sha256"] == checksum
         except IndexNotFoundError:
             fresh = False
         if not fresh:
-            build_index(load_encoder(enc_path), args.data, index_dir, progress=False)
+            build_index(load_runtime(enc_path), args.data, index_dir, progress=False)
         count = read_manifest(index_dir)["count"]
         bare_ms, batched = bare_pipeline(enc_path, index_dir, queries, reps=100)
         print(f"{name}: bare {bare_ms:.2f} ms, batched {batched:.0f} img/s, index {count}", flush=True)

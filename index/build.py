@@ -1,89 +1,53 @@
-"""Build an index version from a collection: decode, embed with f, choose, tune, publish."""
+"""`latent-search index build`: embed a collection with f and publish it as an index version.
+
+Collect (read records, decode on threads, drop byte-identical duplicates, keep the bytes in
+the image store) -> embed (the encoder runtime's `embed_pixels`; data-parallel under torchrun)
+-> index.pipeline.stage_version -> publish.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from index.catalog import Catalog, NewImage
-from index.choose import exact_neighbours, plan_index, tune
 from index.images import ImageStore
-from index.store import CATALOG_FILE, INDEX_FILE, MANIFEST_FILE, publish, staging_dir
-from model.data import ImageRecord, UnreadableImageError, count_records, decode_opened, iter_records, open_image
+from index.pipeline import BuildOptions, stage_version
+from index.versions import CATALOG_FILE, publish, staging_dir
+from model.data import ImageRecord, count_records, iter_records
 from model.distributed import DistInfo
 from model.distributed import current as current_process
-from model.embed import Encoder
 from model.hardware import cores_per_process
+from model.images import SkipCount, decode_chunks, decode_image
+from model.runtime import EncoderRuntime, manifest_entry
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_MEMORY_BUDGET = 4 * 1024**3
-TUNE_QUERIES = 1000
-
 
 @dataclass
-class DecodedImage:
+class CollectedImage:
     pixels: np.ndarray  # (S, S, 3) uint8
-    meta: NewImage
+    meta: NewImage  # its catalog row
     data: bytes
-    position: int = 0  # the record's place in the collection's order
+    position: int  # the record's place in the collection's order
 
 
-def describe(record: ImageRecord, size: int) -> DecodedImage:
+def collect(record: ImageRecord, size: int, position: int = 0) -> CollectedImage:
     """Decode one record for the index (opened once): pixels for f, and its catalog row."""
-    img = open_image(record.data)
-    width, height = img.size
-    pixels = decode_opened(img, size)
+    decoded = decode_image(record.data, size)
     sha = hashlib.sha256(record.data).hexdigest()
-    return DecodedImage(pixels, NewImage(record.uri, sha, width, height, record.label), record.data)
-
-
-def _decoded_batches(
-    records: Iterator[tuple[int, ImageRecord]], size: int, batch_size: int, workers: int, stats: dict[str, int]
-) -> Iterator[list[DecodedImage]]:
-    def one(item: tuple[int, ImageRecord]) -> DecodedImage | None:
-        position, record = item
-        try:
-            decoded = describe(record, size)
-        except UnreadableImageError as exc:
-            LOG.warning("skipping unreadable image %s: %s", record.uri, exc)
-            return None
-        decoded.position = position
-        return decoded
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        chunk: list[tuple[int, ImageRecord]] = []
-        for record in records:
-            chunk.append(record)
-            if len(chunk) == batch_size:
-                yield _keep(pool.map(one, chunk), stats)
-                chunk = []
-        if chunk:
-            yield _keep(pool.map(one, chunk), stats)
-
-
-def _keep(results: Iterator[DecodedImage | None], stats: dict[str, int]) -> list[DecodedImage]:
-    kept = []
-    for item in results:
-        if item is None:
-            stats["skipped"] += 1
-        else:
-            kept.append(item)
-    return kept
+    meta = NewImage(record.uri, sha, decoded.width, decoded.height, record.label)
+    return CollectedImage(decoded.pixels, meta, record.data, position)
 
 
 @dataclass
@@ -105,7 +69,7 @@ class EmbeddedPart:
 
 
 def _embed_part(
-    encoder: Encoder,
+    encoder: EncoderRuntime,
     data: str | Path,
     batch_size: int,
     workers: int,
@@ -113,17 +77,27 @@ def _embed_part(
     store: ImageStore | None,
     shard: DistInfo,
 ) -> EmbeddedPart:
-    stats = {"skipped": 0}
+    skips = SkipCount()
     seen_sha: set[str] = set()
     duplicates = 0
     positions: list[int] = []
     vectors: list[np.ndarray] = []
     rows: list[NewImage] = []
-    mine = ((i, r) for i, r in enumerate(iter_records(data)) if i % shard.world_size == shard.rank)
+    mine: Iterator[tuple[int, ImageRecord]] = (
+        (i, r) for i, r in enumerate(iter_records(data)) if i % shard.world_size == shard.rank
+    )
     skipped_so_far = 0
-    for batch in _decoded_batches(mine, encoder.image_size, batch_size, workers, stats):
+    chunks = decode_chunks(
+        mine,
+        lambda item: collect(item[1], encoder.image_size, item[0]),
+        workers=workers,
+        chunk_size=batch_size,
+        name=lambda item: item[1].uri,
+        skips=skips,
+    )
+    for chunk in chunks:
         fresh = []
-        for item in batch:
+        for _, item in chunk:
             if item.meta.sha256 in seen_sha:
                 duplicates += 1
                 continue
@@ -132,19 +106,17 @@ def _embed_part(
             if store is not None:
                 store.put(item.data)
         if fresh:
-            pixels = torch.from_numpy(np.stack([f.pixels for f in fresh])).permute(0, 3, 1, 2)
-            vectors.append(encoder.embed_uint8(pixels, batch_size))
+            vectors.append(encoder.embed_pixels(np.stack([f.pixels for f in fresh])))
             rows.extend(f.meta for f in fresh)
             positions.extend(f.position for f in fresh)
         # Records consumed, counted for every process from rank 0's share.
-        bar.update((len(batch) + stats["skipped"] - skipped_so_far) * shard.world_size)
-        skipped_so_far = stats["skipped"]
-    dim = encoder.feature_dim
+        bar.update((len(chunk) + skips.skipped - skipped_so_far) * shard.world_size)
+        skipped_so_far = skips.skipped
     return EmbeddedPart(
         np.array(positions, dtype=np.int64),
-        np.concatenate(vectors).astype(np.float32) if vectors else np.empty((0, dim), np.float32),
+        np.concatenate(vectors).astype(np.float32) if vectors else np.empty((0, encoder.feature_dim), np.float32),
         rows,
-        stats["skipped"],
+        skips.skipped,
         duplicates,
     )
 
@@ -167,7 +139,7 @@ def merge_parts(parts: list[EmbeddedPart]) -> EmbeddedPart:
 
 
 def embed_collection(
-    encoder: Encoder,
+    encoder: EncoderRuntime,
     data: str | Path,
     batch_size: int = 256,
     workers: int | None = None,
@@ -199,87 +171,12 @@ def embed_collection(
     return part.vectors, part.rows, stats
 
 
-def build_faiss(vectors: np.ndarray, ids: np.ndarray, factory: str, seed: int = 0) -> faiss.Index:
-    """Train (if needed) and fill an inner-product index with an id map."""
-    dim = vectors.shape[1]
-    inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-    if not inner.is_trained:
-        rng = np.random.default_rng(seed)
-        n_train = min(len(vectors), max(50_000, 64 * getattr(faiss.extract_index_ivf(inner), "nlist", 256)))
-        sample = vectors[rng.choice(len(vectors), n_train, replace=False)] if n_train < len(vectors) else vectors
-        inner.train(sample)
-    try:
-        faiss.extract_index_ivf(inner)
-        # IVF lists store 64-bit ids themselves. An IndexIDMap around them would break on
-        # removal (it assumes the inner index renumbers what remains, as a flat index does).
-        index = inner
-    except RuntimeError:
-        index = faiss.IndexIDMap2(inner)
-    index.add_with_ids(vectors, ids)
-    return index
-
-
-def tune_index(
-    index: faiss.Index,
-    vectors: np.ndarray,
-    ids: np.ndarray,
-    target: float,
-    n_queries: int = TUNE_QUERIES,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Pick the search parameter for `target` recall@10 on a sample of held-out queries.
-
-    Queries are collection vectors whose own id is dropped from both the exact and the
-    approximate answers, so each behaves as a query the index does not contain.
-    """
-    rng = np.random.default_rng(seed + 1)
-    pick = rng.choice(len(vectors), min(n_queries, len(vectors)), replace=False)
-    queries, own = vectors[pick], ids[pick]
-    k = min(10, len(vectors) - 1)
-    if k < 1:
-        return {"search_params": {}, "recall_at_10": 1.0, "tuning_queries": 0}
-    truth = _drop_own(exact_neighbours(vectors, ids, queries, k + 1), own, k)
-    wrapped = _DropOwn(index, own, k)
-    name, value, recall = tune(wrapped, queries, truth, target, k)  # type: ignore[arg-type]
-    return {
-        "search_params": {name: value} if name else {},
-        "recall_at_10": round(recall, 4),
-        "recall_target": target,
-        "tuning_queries": len(pick),
-    }
-
-
-def _drop_own(found: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
-    out = np.full((len(found), k), -1, dtype=np.int64)
-    for row, (hits, me) in enumerate(zip(found, own, strict=True)):
-        kept = [h for h in hits.tolist() if h != me][:k]
-        out[row, : len(kept)] = kept
-    return out
-
-
-class _DropOwn:
-    """Presents `index` to `tune` with each query's own id removed from its results."""
-
-    def __init__(self, index: faiss.Index, own: np.ndarray, k: int) -> None:
-        # Not named `index`: attribute look-ups (e.g. `.index` of an id map) must reach the real index.
-        self.wrapped, self.own, self.k = index, own, k
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.wrapped, name)
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        scores, found = self.wrapped.search(queries, k + 1)
-        return scores, _drop_own(found, self.own, k)
-
-
 def build_index(
-    encoder: Encoder,
+    encoder: EncoderRuntime,
     data: str | Path,
     out: str | Path,
     *,
-    factory: str | None = None,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
-    target_recall: float = 0.95,
+    options: BuildOptions | None = None,
     batch_size: int = 256,
     progress: bool = True,
     image_store: str | Path | None = None,
@@ -302,68 +199,20 @@ def build_index(
     try:
         with Catalog(staged / CATALOG_FILE) as catalog:
             ids = np.array([i for i, _ in catalog.add(rows)], dtype=np.int64)
-        return _finish(
-            encoder,
-            data,
-            out,
+        _, manifest = stage_version(
             staged,
             vectors,
             ids,
-            stats,
-            factory,
-            memory_budget,
-            target_recall,
-            embed_seconds,
-            started,
+            manifest_entry(encoder),
+            options or BuildOptions(),
+            data=str(data),
+            images_seen=stats["seen"],
+            skipped_unreadable=stats["skipped"],
+            duplicates=stats["duplicates"],
+            seconds={"embed": round(embed_seconds, 2)},
         )
+        version = publish(out, staged)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
-
-
-def _finish(
-    encoder: Encoder,
-    data: str | Path,
-    out: str | Path,
-    staged: Path,
-    vectors: np.ndarray,
-    ids: np.ndarray,
-    stats: dict[str, int],
-    factory: str | None,
-    memory_budget: int,
-    target_recall: float,
-    embed_seconds: float,
-    started: float,
-) -> BuildReport:
-    plan = plan_index(len(vectors), vectors.shape[1], memory_budget, factory)
-    LOG.info("index type %s (%s)", plan.factory, plan.reason)
-    t0 = time.perf_counter()
-    index = build_faiss(vectors, ids, plan.factory)
-    build_seconds = time.perf_counter() - t0
-    tuning = tune_index(index, vectors, ids, target_recall)
-    faiss.write_index(index, str(staged / INDEX_FILE))
-    name = staged.name.removeprefix(".tmp-")
-    manifest = {
-        "format": "latent-search-index/1",
-        "version": name,
-        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "data": str(data),
-        "encoder": {"path": encoder.path, "sha256": encoder.checksum, "config": encoder.config.__dict__},
-        "dim": int(vectors.shape[1]),
-        "count": int(index.ntotal),
-        "index_type": plan.factory,
-        "index_reason": plan.reason,
-        "metric": "inner_product (cosine on L2-normalised vectors)",
-        **tuning,
-        "images_seen": stats["seen"],
-        "skipped_unreadable": stats["skipped"],
-        "duplicates": stats["duplicates"],
-        "seconds": {
-            "embed": round(embed_seconds, 2),
-            "index": round(build_seconds, 2),
-            "total": round(time.perf_counter() - started, 2),
-        },
-    }
-    (staged / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=list) + "\n")
-    version = publish(out, staged)
-    return BuildReport(Path(out), version, manifest)
+    return BuildReport(Path(out), version, manifest.to_dict())

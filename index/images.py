@@ -10,7 +10,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from model.checkpoint import atomic_file
+from model.atomic import write_atomic
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -30,8 +30,7 @@ class ImageStore:
         target = self.path_for(sha)
         if target.exists():
             return sha
-        with atomic_file(target) as fh:
-            fh.write(data)
+        write_atomic(target, data)
         return sha
 
     def get(self, sha256: str) -> bytes | None:

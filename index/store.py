@@ -1,12 +1,11 @@
-"""A versioned FAISS index on disk, and the open index the service searches.
+"""The open index the service searches and writes: a published version (index.versions) with
+its FAISS index, catalog and manifest, plus the journal of writes made on top of it.
 
-Layout of an index directory:
-    ROOT/CURRENT                 name of the live version (replaced atomically)
-    ROOT/versions/<version>/     index.faiss, catalog.sqlite, manifest.json
-    ROOT/versions/.tmp-*         a version being built; ignored and cleaned up on load
-
-A version is never edited once published (build offline, swap atomically); a crash while
-building leaves CURRENT pointing at the previous, complete version.
+Searches share a read lock; an add or remove takes the write lock, changes index and catalog
+and appends to the journal before it returns. A rebuild takes a `snapshot()` (a consistent
+catalog copy and journal position) and later `hand_over()`s to the version it built: under the
+write lock, the writes journalled meanwhile move to the new version, which is published and
+opened, and this one is retired.
 """
 
 from __future__ import annotations
@@ -14,31 +13,33 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import secrets
 import shutil
-import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import faiss
 import numpy as np
 
 from index.catalog import Catalog, CatalogRow, NewImage
-from index.choose import set_search_param, unwrap
+from index.faiss_index import set_search_param, unwrap
 from index.journal import AddEntry, Entry, Journal, RemoveEntry
+from index.rwlock import RWLock
+from index.versions import (
+    CATALOG_FILE,
+    INDEX_FILE,
+    MANIFEST_FILE,
+    Manifest,
+    clean_staging,
+    current_version,
+    journal_path,
+    now_iso,
+    publish,
+    staging_dir,
+    version_name,
+)
 
 LOG = logging.getLogger(__name__)
-
-INDEX_FILE, CATALOG_FILE, MANIFEST_FILE, POINTER = "index.faiss", "catalog.sqlite", "manifest.json", "CURRENT"
-TMP_PREFIX = ".tmp-"
-
-
-class IndexNotFoundError(FileNotFoundError):
-    pass
 
 
 class IndexRetiredError(RuntimeError):
@@ -49,118 +50,12 @@ class EncoderMismatchError(ValueError):
     """The index was built with another encoder than the one given."""
 
 
-def new_version_name() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent view for a rebuild: the catalog's rows and how far the journal had got."""
 
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_tree(path: Path) -> None:
-    for file in path.iterdir():
-        if file.is_file():
-            with file.open("rb") as fh:
-                os.fsync(fh.fileno())
-    fsync_dir(path)
-
-
-def staging_dir(root: str | Path) -> Path:
-    """A fresh temporary version folder beside the published ones."""
-    versions = Path(root) / "versions"
-    versions.mkdir(parents=True, exist_ok=True)
-    tmp = versions / f"{TMP_PREFIX}{new_version_name()}"
-    tmp.mkdir()
-    return tmp
-
-
-def publish(root: str | Path, staged: Path) -> str:
-    """fsync the staged version, rename it into place, then switch CURRENT to it."""
-    root = Path(root)
-    name = staged.name.removeprefix(TMP_PREFIX)
-    fsync_tree(staged)
-    final = staged.parent / name
-    staged.rename(final)
-    fsync_dir(staged.parent)
-    pointer_tmp = root / f".{POINTER}.{secrets.token_hex(4)}"
-    pointer_tmp.write_text(name + "\n")
-    with pointer_tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    pointer_tmp.replace(root / POINTER)
-    fsync_dir(root)
-    LOG.info("published index version %s in %s", name, root)
-    return name
-
-
-def current_version(root: str | Path) -> Path:
-    root = Path(root)
-    pointer = root / POINTER
-    if not pointer.exists():
-        raise IndexNotFoundError(
-            f"no index at {str(root)!r} (no {POINTER} file); build one with `latent-search index build`"
-        )
-    version = root / "versions" / pointer.read_text().strip()
-    if not (version / MANIFEST_FILE).exists():
-        raise IndexNotFoundError(f"{str(root)!r} points at {version.name!r}, which is incomplete or missing")
-    return version
-
-
-def clean_staging(root: str | Path) -> int:
-    """Remove half-written versions left by a crash. Returns how many were removed."""
-    versions = Path(root) / "versions"
-    removed = 0
-    if versions.is_dir():
-        for stale in versions.glob(f"{TMP_PREFIX}*"):
-            shutil.rmtree(stale, ignore_errors=True)
-            removed += 1
-    if removed:
-        LOG.warning("removed %d half-written index version(s) from %s", removed, root)
-    return removed
-
-
-def read_manifest(root: str | Path) -> dict[str, Any]:
-    manifest: dict[str, Any] = json.loads((current_version(root) / MANIFEST_FILE).read_text())
-    return manifest
-
-
-class RWLock:
-    """Many concurrent readers (searches) or one writer (add/remove)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if self._readers == 0:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
+    rows: list[CatalogRow]
+    journal_position: int
 
 
 class ImageIndex:
@@ -170,15 +65,14 @@ class ImageIndex:
         self,
         index: faiss.Index,
         catalog: Catalog,
-        manifest: dict[str, Any],
+        manifest: Manifest,
         path: Path | None,
         journal: Journal | None = None,
     ) -> None:
         self.index, self.catalog, self.manifest, self.path, self.journal = index, catalog, manifest, path, journal
         self.lock = RWLock()
         self.retired = False  # set (under the write lock) when a rebuild swaps in a new version
-        params = manifest.get("search_params") or {}
-        for value in params.values():
+        for value in manifest.search_params.values():
             set_search_param(self.index, int(value))
         self._enable_lookup_by_id()
 
@@ -192,7 +86,7 @@ class ImageIndex:
 
     @property
     def version(self) -> str:
-        return str(self.manifest.get("version", ""))
+        return self.manifest.version
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Top-k by cosine for each row of `vectors` (unit vectors, (Q, d) float32).
@@ -283,19 +177,13 @@ class ImageIndex:
         with self.lock.read():
             faiss.write_index(self.index, str(directory / INDEX_FILE))
             self.catalog.backup_to(directory / CATALOG_FILE)
-        manifest = {**self.manifest, "count": self.count}
-        (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        (directory / MANIFEST_FILE).write_text(replace(self.manifest, count=self.count).to_json())
 
     def commit(self, root: str | Path) -> str:
         """Publish the current state as a new version of `root`; returns its name."""
         staged = staging_dir(root)
-        name = staged.name.removeprefix(TMP_PREFIX)
-        self.manifest = {
-            **self.manifest,
-            "version": name,
-            "count": self.count,
-            "committed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
+        name = version_name(staged)
+        self.manifest = replace(self.manifest, version=name, count=self.count, committed_at=now_iso())
         self.save(staged)
         publish(root, staged)
         self.path = Path(root) / "versions" / name
@@ -304,6 +192,46 @@ class ImageIndex:
             self.journal = Journal(journal_path(root, name))
             old.unlink(missing_ok=True)
         return name
+
+    def snapshot(self, catalog_copy: Path) -> Snapshot:
+        """Copy the catalog to `catalog_copy` and note the journal position, consistently."""
+        with self.lock.read():
+            self.catalog.backup_to(catalog_copy)
+            return Snapshot(list(self.catalog.rows()), self.journal.entries if self.journal is not None else 0)
+
+    def hand_over(
+        self,
+        root: str | Path,
+        staged: Path,
+        since: Snapshot,
+        reembed: Callable[[list[AddEntry]], list[AddEntry]] | None,
+        encoder_checksum: str,
+        then: Callable[[ImageIndex], None],
+    ) -> tuple[ImageIndex, int]:
+        """Publish `staged` (built from `since`) as this index's successor; (new index, writes carried).
+
+        Under the write lock (writes wait; searches already running finish first): the writes
+        journalled since the snapshot, their vectors remade by `reembed` when the encoder
+        changed, become the new version's journal; it is published and opened, `then(new)` runs
+        (the service switches to it), and this index is retired so that waiting writes retry on
+        the new one.
+        """
+        if self.journal is None:
+            raise RuntimeError("only a writable index (opened with a journal) can hand over")
+        with self.lock.write():
+            tail = list(self.journal.replay(since.journal_position))
+            if reembed is not None:
+                adds = [e for e in tail if isinstance(e, AddEntry)]
+                fresh = dict(zip(map(id, adds), reembed(adds), strict=True))
+                tail = [fresh.get(id(e), e) for e in tail]
+            name = version_name(staged)
+            Journal(journal_path(root, name)).append(tail)
+            publish(root, staged)
+            new = load(root, encoder_checksum=encoder_checksum, writable=True, clean=False)
+            then(new)
+            self.retired = True
+            self.journal.path.unlink(missing_ok=True)
+        return new, len(tail)
 
     def close(self) -> None:
         self.catalog.close()
@@ -322,8 +250,8 @@ def load(
     if writable and clean:
         clean_staging(root)
     version = current_version(root)
-    manifest = json.loads((version / MANIFEST_FILE).read_text())
-    built_with = manifest.get("encoder", {}).get("sha256")
+    manifest = Manifest.from_dict(json.loads((version / MANIFEST_FILE).read_text()))
+    built_with = manifest.encoder_sha256
     if encoder_checksum is not None and built_with != encoder_checksum:
         raise EncoderMismatchError(
             f"index {str(root)!r} was built with encoder sha256 {str(built_with)[:12]}..., not "
@@ -351,7 +279,3 @@ def load(
             index = faiss.read_index(path)
     catalog = Catalog(version / CATALOG_FILE, read_only=True)
     return ImageIndex(index, catalog, manifest, version)
-
-
-def journal_path(root: str | Path, version: str) -> Path:
-    return Path(root) / "journal" / f"{version}.jsonl"

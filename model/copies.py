@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from model.data import square_resize
 from model.edits import EDITS, apply
+from model.images import square_resize
 
 EmbedFn = Callable[[torch.Tensor], np.ndarray]  # uint8 (N, 3, S, S) -> (N, d) unit vectors
 

@@ -4,42 +4,29 @@ Layout conventions (all optional):
     ROOT/[train|test|val/]<class>/<image>   -> split and label from the path
     ROOT/<image>                            -> no label
 
-Every image is decoded to RGB, its shorter side resized to `size` and centre-cropped to a
-`size` x `size` uint8 square. That is the only form the rest of the code sees, for training
-(the cache), evaluation and serving alike, so the three cannot drift apart.
+Records are decoded by model.images (the one decode path, shared with the service) into
+`size` x `size` uint8 squares: held in memory (ImageCollection) or streamed (StreamingImages).
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import tarfile
-import warnings
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 
 from model.hardware import cores_per_process
+from model.images import SkipCount, UnreadableImageError, decode_chunks, decode_square
 
 LOG = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 SPLIT_NAMES = frozenset({"train", "test", "val"})
-DEFAULT_MAX_PIXELS = 64_000_000
-
-
-class UnreadableImageError(ValueError):
-    """The bytes are not an image we can decode (corrupt, truncated, unsupported)."""
-
-
-class ImageTooLargeError(UnreadableImageError):
-    """The image header claims more pixels than allowed (decompression-bomb guard)."""
 
 
 @dataclass(frozen=True)
@@ -122,76 +109,6 @@ def count_records(path: str | os.PathLike[str]) -> int:
         return sum(1 for m in tar if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES)
 
 
-def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open image bytes lazily and check the pixel count from the header, before decoding."""
-    if not data:
-        raise UnreadableImageError("empty file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLargeError(str(exc)) from exc
-    except Exception as exc:  # PIL raises many types for garbage input
-        raise UnreadableImageError(f"not a decodable image: {exc}") from exc
-    width, height = img.size
-    if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"image is {width}x{height} = {width * height} pixels, above the limit of {max_pixels}"
-        )
-    if width < 1 or height < 1:
-        raise UnreadableImageError("image has no pixels")
-    return img
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Decode fully and convert any mode (L, LA, P, RGBA, CMYK, I;16, ...) to RGB.
-
-    EXIF orientation is applied; transparency is composited onto white so that a
-    transparent background does not turn into arbitrary hidden colours.
-    """
-    try:
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(img, dtype=np.float64)
-            hi = max(float(arr.max()), 1.0)
-            img = Image.fromarray((arr * (255.0 / hi)).astype(np.uint8), mode="L")
-        if img.mode == "P" and "transparency" in img.info:
-            img = img.convert("RGBA")
-        if img.mode in ("RGBA", "LA", "PA"):
-            rgba = img.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(background, rgba)
-        return img.convert("RGB")
-    except Exception as exc:
-        raise UnreadableImageError(f"cannot decode image: {exc}") from exc
-
-
-def square_resize(img: Image.Image, size: int) -> np.ndarray:
-    """Resize the shorter side to `size` and centre-crop: (size, size, 3) uint8."""
-    width, height = img.size
-    scale = size / min(width, height)
-    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-    if (new_w, new_h) != (width, height):
-        img = img.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=2.0)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    img = img.crop((left, top, left + size, top + size))
-    return np.asarray(img, dtype=np.uint8)
-
-
-def decode_square(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Bytes -> (size, size, 3) uint8, or UnreadableImageError."""
-    return decode_opened(open_image(data, max_pixels), size)
-
-
-def decode_opened(img: Image.Image, size: int) -> np.ndarray:
-    """An image from `open_image` (header checked, not decoded yet) -> (size, size, 3) uint8."""
-    if img.format == "JPEG":
-        img.draft("RGB", (size, size))  # let libjpeg downscale by 1/2..1/8 while decoding
-    return square_resize(to_rgb(img), size)
-
-
 @dataclass
 class ImageCollection:
     """A decoded collection held in memory as one uint8 tensor (the tensor cache)."""
@@ -239,46 +156,36 @@ def load_collection(
 ) -> ImageCollection:
     """Decode a whole collection once into an `ImageCollection` (unreadable files skipped).
 
-    `workers` decode threads; by default one per core this process may use.
+    `workers` decode threads; by default one per core this process may use. With `limit`,
+    the first `limit` readable images.
     """
-    images: list[np.ndarray] = []
-    label_names: list[str | None] = []
-    splits: list[str | None] = []
-    uris: list[str] = []
-    skipped = 0
-    chunk: list[ImageRecord] = []
-
-    def flush(pool: ThreadPoolExecutor) -> None:
-        nonlocal skipped
-        for record, arr in zip(chunk, pool.map(lambda r: _decode_or_none(r, size), chunk), strict=True):
-            if arr is None:
-                skipped += 1
-                continue
-            images.append(arr)
-            label_names.append(record.label)
-            splits.append(record.split)
-            uris.append(record.uri)
-        chunk.clear()
-
-    # PIL releases the GIL while decoding, so threads give a real speed-up here.
-    with ThreadPoolExecutor(max_workers=max(1, workers or cores_per_process())) as pool:
-        for record in iter_records(path):
-            chunk.append(record)
-            if len(chunk) >= 512:
-                flush(pool)
-            if limit is not None and len(uris) + len(chunk) >= limit:
-                break
-        flush(pool)
-    if skipped:
-        LOG.warning("skipped %d unreadable image(s) in %s", skipped, path)
-    if not images:
+    decoded: list[tuple[ImageRecord, np.ndarray]] = []
+    skips = SkipCount()
+    for chunk in decode_chunks(
+        iter_records(path),
+        lambda r: decode_square(r.data, size),
+        workers=workers or cores_per_process(),
+        chunk_size=512 if limit is None else min(512, limit),
+        name=lambda r: r.uri,
+        skips=skips,
+    ):
+        decoded.extend(chunk)
+        if limit is not None and len(decoded) >= limit:
+            del decoded[limit:]
+            break
+    if skips.skipped:
+        LOG.warning("skipped %d unreadable image(s) in %s", skips.skipped, path)
+    if not decoded:
         raise ValueError(f"no readable images found in {str(path)!r}")
-    classes = sorted({name for name in label_names if name is not None})
+    records = [r for r, _ in decoded]
+    classes = sorted({r.label for r in records if r.label is not None})
     index = {name: i for i, name in enumerate(classes)}
-    labels = torch.tensor([index[n] if n is not None else -1 for n in label_names], dtype=torch.long)
-    stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-    LOG.info("decoded %d images (%d classes, %d skipped) from %s", len(uris), len(classes), skipped, path)
-    return ImageCollection(stacked, labels, splits, uris, classes, skipped)
+    labels = torch.tensor([index[r.label] if r.label is not None else -1 for r in records], dtype=torch.long)
+    stacked = torch.from_numpy(np.stack([a for _, a in decoded])).permute(0, 3, 1, 2).contiguous()
+    LOG.info("decoded %d images (%d classes, %d skipped) from %s", len(records), len(classes), skips.skipped, path)
+    return ImageCollection(
+        stacked, labels, [r.split for r in records], [r.uri for r in records], classes, skips.skipped
+    )
 
 
 class StreamingImages(torch.utils.data.IterableDataset[tuple[torch.Tensor, int]]):

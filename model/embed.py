@@ -1,19 +1,25 @@
-"""Batched, gradient-free embedding with f: images -> L2-normalised h."""
+"""Batched, gradient-free embedding with f in torch: images -> L2-normalised h.
+
+`embed_tensor` is what training and evaluation call on uint8 tensors; `Encoder` is the torch
+implementation of the embedding seam (model.runtime.EncoderRuntime) that index builds, the
+service and benchmarks hold.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from model.augment import normalize
-from model.checkpoint import file_sha256, load_encoder_file
+from model.checkpoint import load_encoder_file
+from model.checksum import file_sha256
 from model.config import EncoderConfig
-from model.data import decode_square
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -48,7 +54,7 @@ def embed_tensor(
 
 @dataclass
 class Encoder:
-    """A frozen f ready to embed: what the index build and the service use."""
+    """A frozen f ready to embed, run by torch (the offline jobs' runtime)."""
 
     backbone: torch.nn.Module
     config: EncoderConfig
@@ -56,26 +62,36 @@ class Encoder:
     checksum: str  # sha256 of encoder.pt: ties an index to the encoder that built it
     path: str
     device: torch.device
+    runtime: str = "torch"
 
     @property
     def image_size(self) -> int:
         return self.config.image_size
+
+    @property
+    def arch(self) -> str:
+        return self.config.arch
+
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.config)
 
     def embed_uint8(self, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
         """uint8 (N, 3, S, S) -> float32 (N, d) unit vectors."""
         vecs = embed_tensor(self.backbone, images, self.config.mean, self.config.std, batch_size, self.device)
         return vecs.numpy().astype(np.float32, copy=False)
 
-    def embed_bytes(self, blobs: list[bytes], max_pixels: int | None = None) -> np.ndarray:
-        """Encoded images -> (N, d). Raises model.data.UnreadableImageError for a bad one."""
-        arrays = [
-            decode_square(b, self.image_size, max_pixels) if max_pixels else decode_square(b, self.image_size)
-            for b in blobs
-        ]
-        return self.embed_uint8(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 (N, S, S, 3) -> float32 (N, d) unit vectors."""
+        if len(pixels) == 0:
+            return np.empty((0, self.feature_dim), np.float32)
+        return self.embed_uint8(torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2))
 
 
-def load_encoder(path: str | os.PathLike[str], device: str | None = None) -> Encoder:
+def load_encoder(path: str | os.PathLike[str], device: str | None = None, threads: int | None = None) -> Encoder:
+    """encoder.pt -> an Encoder on `device` (default: CUDA when present); `threads` sets torch's
+    intra-op threads for this process."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     backbone, cfg, payload = load_encoder_file(path)
     dev = pick_device(device)
     backbone = backbone.to(dev)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 
-from app.deps import ImageId, ReadyServiceDep
+from app.deps import ImageId, LiveDep
 
 router = APIRouter(tags=["images"])
 
@@ -31,13 +31,12 @@ def sniff(data: bytes) -> str:
         404: {"description": "Unknown id."},
     },
 )
-async def get_image(service: ReadyServiceDep, image_id: ImageId) -> Response:
+async def get_image(live: LiveDep, image_id: ImageId) -> Response:
     """The stored bytes of an indexed image, with its content type."""
-    assert service.index is not None and service.store is not None
-    row = service.index.rows([image_id]).get(image_id)
+    row = live.index.rows([image_id]).get(image_id)
     if row is None:
         raise HTTPException(404, f"no image with id {image_id}")
-    data = service.store.get(row.sha256)
+    data = live.store.get(row.sha256)
     if data is None:
         raise HTTPException(404, f"image {image_id} is in the index but its bytes are not in the image store")
     return Response(data, media_type=sniff(data), headers={"Cache-Control": "public, max-age=31536000, immutable"})

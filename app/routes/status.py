@@ -6,9 +6,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.deps import ReadyServiceDep, ServiceDep
+from app.deps import LiveDep, ServiceDep
 from app.metrics import INDEX_SIZE, INDEX_VERSION, REGISTRY
 from app.schemas import ERROR_RESPONSES, Health, IndexInfo, Ready
+from app.service import SearchService
 
 router = APIRouter(tags=["status"])
 
@@ -29,16 +30,16 @@ async def ready(service: ServiceDep) -> JSONResponse:
 
 
 @router.get("/index", response_model=IndexInfo, responses={503: ERROR_RESPONSES[503]})
-async def index_info(service: ReadyServiceDep) -> IndexInfo:
+async def index_info(live: LiveDep) -> IndexInfo:
     """Facts about the live index: version, size, type, search parameters, recall, encoder."""
-    return IndexInfo(**service.info())
+    return IndexInfo(**SearchService.info(live))
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(service: ServiceDep) -> PlainTextResponse:
     """Prometheus metrics in text format."""
-    if service.index is not None:
-        INDEX_SIZE.set(service.index.count)
+    if service.live is not None:
+        INDEX_SIZE.set(service.live.index.count)
         INDEX_VERSION.clear()
-        INDEX_VERSION.labels(service.index.version).set(1)
+        INDEX_VERSION.labels(service.live.index.version).set(1)
     return PlainTextResponse(generate_latest(REGISTRY).decode(), media_type=CONTENT_TYPE_LATEST)

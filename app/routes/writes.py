@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, Path, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request, Response
 
-from app.deps import AdminDep, ImageId, ReadyServiceDep, SettingsDep, image_error, read_upload, unprocessable
+from app.deps import AdminDep, ImageId, ImagesDep, ReadyGuard, ServiceDep, SettingsDep, read_upload, unprocessable
 from app.jobs import Rebuilder, RebuildRunningError
-from app.schemas import ERROR_RESPONSES, AddedImage, AddImagesResponse, RebuildJobInfo, RebuildRequest
-from app.service import Timings
-from model.data import UnreadableImageError
+from app.offload import run_blocking
+from app.schemas import ERROR_RESPONSES, AddedImage, AddImagesResponse, RebuildJobInfo, RebuildRequest, Timings
 
 router = APIRouter(tags=["writes"])
 
@@ -22,56 +20,54 @@ AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-def rebuilder(request: Request) -> Rebuilder:
+def get_rebuilder(request: Request) -> Rebuilder:
     found: Rebuilder = request.app.state.rebuilder
     return found
+
+
+RebuilderDep = Annotated[Rebuilder, Depends(get_rebuilder)]
 
 
 @router.post(
     "/images",
     status_code=201,
     response_model=AddImagesResponse,
-    dependencies=[AdminDep],
+    dependencies=[AdminDep, ReadyGuard],
     responses={**ERROR_RESPONSES, **AUTH_RESPONSES},
 )
 async def add_images(
-    service: ReadyServiceDep,
+    service: ServiceDep,
     settings: SettingsDep,
-    images: Annotated[list[UploadFile], File(description="One or more images to add.")],
+    images: ImagesDep,
     labels: Annotated[list[str] | None, Form(description="Optional label per image, in order.")] = None,
     uris: Annotated[list[str] | None, Form(description="Optional source URI per image, in order.")] = None,
 ) -> AddImagesResponse:
     """Store, embed and index images; durable when this answers 201. Same bytes: same id."""
-    if not 1 <= len(images) <= settings.max_batch_images:
-        unprocessable(["body", "images"], f"send between 1 and {settings.max_batch_images} images")
     for name, values in (("labels", labels), ("uris", uris)):
         if values is not None and len(values) != len(images):
             unprocessable(["body", name], f"give one {name[:-1]} per image ({len(images)}), or none")
     blobs = [await read_upload(img, settings) for img in images]
     uploads = [(b, labels[i] if labels else None, uris[i] if uris else None) for i, b in enumerate(blobs)]
-    try:
-        added = await service.add_images(uploads, Timings())
-    except UnreadableImageError as exc:
-        raise image_error(exc) from exc
-    assert service.index is not None
+    added = await service.add_images(uploads, Timings())
     return AddImagesResponse(
-        images=[AddedImage(id=i, created=c, sha256=s) for i, c, s in added], index_version=service.index.version
+        images=[AddedImage(id=i, created=c, sha256=s) for i, c, s in added],
+        index_version=service.require().index.version,  # the version written to (a rebuild may have swapped)
     )
 
 
 @router.delete(
     "/images/{image_id}",
     status_code=204,
-    dependencies=[AdminDep],
+    dependencies=[AdminDep, ReadyGuard],
     responses={404: {"description": "Unknown id."}, 503: ERROR_RESPONSES[503], **AUTH_RESPONSES},
 )
-async def delete_image(request: Request, service: ReadyServiceDep, image_id: ImageId) -> Response:
+async def delete_image(service: ServiceDep, rebuilder: RebuilderDep, image_id: ImageId) -> Response:
     """Remove an image from the index, the catalog and the image store."""
     sha256 = await service.remove_image(image_id)
     if sha256 is None:
         raise HTTPException(404, f"no image with id {image_id}")
     # sha256 is unique in the catalog, so no other id shares these bytes.
-    await asyncio.to_thread(rebuilder(request).delete_bytes, sha256)
+    await run_blocking(rebuilder.delete_bytes, sha256)
     return Response(status_code=204)
 
 
@@ -79,27 +75,25 @@ async def delete_image(request: Request, service: ReadyServiceDep, image_id: Ima
     "/index/rebuild",
     status_code=202,
     response_model=RebuildJobInfo,
-    dependencies=[AdminDep],
+    dependencies=[AdminDep, ReadyGuard],
     responses={409: {"description": "A rebuild is already running."}, 503: ERROR_RESPONSES[503], **AUTH_RESPONSES},
 )
-async def start_rebuild(
-    request: Request, service: ReadyServiceDep, body: RebuildRequest | None = None
-) -> RebuildJobInfo:
+async def start_rebuild(rebuilder: RebuilderDep, body: RebuildRequest | None = None) -> RebuildJobInfo:
     """Re-embed the catalog and swap in a new index version in the background."""
     body = body or RebuildRequest()
     if body.encoder_path is not None and not body.encoder_path.strip():
         unprocessable(["body", "encoder_path"], "encoder_path must not be empty")
     try:
-        job = rebuilder(request).start(body.encoder_path, body.factory)
+        job = rebuilder.start(body.encoder_path, body.factory)
     except RebuildRunningError as exc:
         raise HTTPException(409, str(exc)) from exc
     return RebuildJobInfo(**dataclasses.asdict(job))
 
 
 @router.get("/index/rebuild/{job_id}", response_model=RebuildJobInfo, responses={404: {"description": "Unknown job."}})
-async def rebuild_status(request: Request, job_id: Annotated[str, Path(max_length=64)]) -> RebuildJobInfo:
+async def rebuild_status(rebuilder: RebuilderDep, job_id: Annotated[str, Path(max_length=64)]) -> RebuildJobInfo:
     """State, progress, timings and error of a rebuild job."""
-    job = rebuilder(request).jobs.get(job_id)
+    job = rebuilder.jobs.get(job_id)
     if job is None:
         raise HTTPException(404, f"no rebuild job {job_id!r}")
     return RebuildJobInfo(**dataclasses.asdict(job))

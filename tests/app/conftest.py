@@ -41,12 +41,12 @@ def wait_ready(client: TestClient, timeout: float = 30.0) -> None:
 
 
 def make_settings(encoder: Path, index: Path, **overrides: object) -> Settings:
-    return Settings(encoder_path=encoder, index_path=index, torch_threads=2, **overrides)  # type: ignore[arg-type]
+    return Settings(encoder_path=encoder, index_path=index, encoder_threads=2, **overrides)  # type: ignore[arg-type]
 
 
 @pytest.fixture()
 def client(tiny_encoder: Path, tiny_index: Path) -> Iterator[TestClient]:
-    app = create_app(make_settings(tiny_encoder, tiny_index, max_upload_bytes=200_000, max_batch_images=4, max_k=100))
+    app = create_app(make_settings(tiny_encoder, tiny_index, max_upload_bytes=200_000, max_images_per_request=4, max_k=100))
     with TestClient(app) as c:
         wait_ready(c)
         yield c

@@ -10,7 +10,7 @@ import pytest
 
 from index.build import build_index
 from index.export import export_embeddings
-from index.store import read_manifest
+from index.versions import read_manifest
 from model.distributed import setup, teardown
 from model.embed import load_encoder
 from tests.multiproc import run_processes

@@ -12,14 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.data import (
-    ImageTooLargeError,
-    UnreadableImageError,
-    count_records,
-    decode_square,
-    iter_records,
-    load_collection,
-)
+from model.data import count_records, iter_records, load_collection
+from model.images import ImageTooLargeError, UnreadableImageError, decode_square
 from tests.conftest import CLASSES, encode, make_collection
 
 

@@ -1,0 +1,89 @@
+"""The one index pipeline: vectors and ids -> plan -> build -> tune -> check -> a staged version.
+
+`latent-search index build` (index.build, from a collection) and the service's rebuild
+(app.jobs, from the live catalog) both stage a version through `stage_version`; each then
+publishes it its own way (directly, or under the live index's write lock via
+`ImageIndex.hand_over`). The catalog file is the caller's: a fresh one or a copy of the live one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from index.faiss_index import build_faiss
+from index.plan import DEFAULT_MEMORY_BUDGET, DEFAULT_RECALL_TARGET, plan_index
+from index.tuning import tune_index
+from index.versions import INDEX_FILE, MANIFEST_FILE, Manifest, version_name
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    factory: str | None = None  # a FAISS factory string; None: index.plan chooses
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
+    target_recall: float = DEFAULT_RECALL_TARGET
+
+
+def stage_version(
+    staged: Path,
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    encoder: dict[str, Any],
+    options: BuildOptions,
+    **facts: Any,
+) -> tuple[faiss.Index, Manifest]:
+    """Build, tune and check the FAISS index for (vectors, ids) and write it, with its manifest,
+    into the staging folder `staged`. `encoder` is model.runtime.manifest_entry of the encoder
+    that made the vectors; `facts` are further Manifest fields (where the images came from)."""
+    started = time.perf_counter()
+    dim = int(vectors.shape[1])
+    plan = plan_index(max(len(vectors), 1), dim, options.memory_budget, options.factory)
+    LOG.info("index type %s (%s)", plan.factory, plan.reason)
+    index = build_faiss(vectors, ids, plan.factory)
+    build_seconds = time.perf_counter() - started
+    tuning = tune_index(index, vectors, ids, options.target_recall)
+    check_built(index, vectors, ids, exact=plan.factory.endswith("Flat"))
+    faiss.write_index(index, str(staged / INDEX_FILE))
+    if "seconds" in facts:  # what the caller spent before (embedding), plus building and tuning
+        before = facts["seconds"]
+        facts["seconds"] = {
+            **before,
+            "index": round(build_seconds, 2),
+            "total": round(sum(before.values()) + time.perf_counter() - started, 2),
+        }
+    manifest = Manifest(
+        version=version_name(staged),
+        encoder=encoder,
+        dim=dim,
+        count=int(index.ntotal),
+        index_type=plan.factory,
+        index_reason=plan.reason,
+        **tuning,
+        **facts,
+    )
+    (staged / MANIFEST_FILE).write_text(manifest.to_json())
+    return index, manifest
+
+
+def check_built(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, exact: bool) -> None:
+    """Before publishing: the index holds exactly the catalog's ids and, where it stores exact
+    vectors (`exact`), a sample of them finds itself (or an exact tie) among its top 5."""
+    if index.ntotal != len(ids):
+        raise RuntimeError(f"new index holds {index.ntotal} vectors for {len(ids)} catalog rows")
+    picks = np.arange(0, len(ids), max(1, len(ids) // 20))[:20]
+    if not exact or not len(picks):
+        return
+    queries = np.ascontiguousarray(vectors[picks], dtype=np.float32)
+    scores, found = index.search(queries, min(5, len(ids)))
+    own_scores = np.einsum("ij,ij->i", queries, queries)
+    for me, hits, best, own in zip(ids[picks], found, scores[:, 0], own_scores, strict=True):
+        if int(me) not in hits.tolist() and best < own - 1e-4:
+            raise RuntimeError("a sample search of the new index did not find its own images")
