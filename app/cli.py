@@ -28,10 +28,13 @@ DataOpt = Annotated[
 ]
 
 
-def _setup(verbose: bool, threads: int | None = None) -> None:
+def _setup(verbose: bool, threads: int | None = None, torch_job: bool = True) -> None:
+    """Logging, and for jobs that run torch, its thread count (the service sets its own)."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if not torch_job:
+        return
     import torch
 
     from model.hardware import cores_per_process
@@ -355,7 +358,7 @@ def serve(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the search API and web page (settings also come from LATENT_SEARCH_* variables)."""
-    _setup(verbose)
+    _setup(verbose, torch_job=False)
     _serve(encoder, index, host, port)
 
 

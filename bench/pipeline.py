@@ -30,7 +30,9 @@ from model.encoder import SimCLRModel
 from model.feed import CachedFeed, prepare_data
 from model.loss import NTXentLoss
 from model.optim import build_optimizer
-from model.train import MetricsLog, TrainState, train_one_epoch
+from model.run_dir import MetricsLog
+from model.train import EpochRun, train_one_epoch
+from model.train_state import TrainState
 
 VARIANTS = {
     "fp32": {"train.amp": False, "train.channels_last": False, "train.compile": False},
@@ -83,7 +85,8 @@ def pipeline_images_per_second(
         log = MetricsLog(Path(tmp) / "metrics.jsonl", None)
         total = 10 * feed.steps_per_epoch  # schedule position only; the run stops far earlier
         cfg = override(cfg, **{"train.log_every": warmup})
-        train_one_epoch(state, cfg, feed, 0, total, device, log, Path(tmp) / "ckpt.pt", None, warmup + steps, None)
+        run = EpochRun(cfg, feed, total, device, log, Path(tmp) / "ckpt.pt", None, warmup + steps, None)
+        train_one_epoch(state, run, 0)
         rows = [json.loads(line) for line in log.path.read_text().splitlines()]
     timed = rows[1:]  # the first window holds the warm-up (and compilation)
     seconds = sum(warmup * cfg.train.batch_size / r["images_per_s"] for r in timed)

@@ -36,9 +36,9 @@ from index.versions import IndexNotFoundError, read_manifest
 from model.checkpoint import save_encoder
 from model.config import preset
 from model.data import iter_records
+from model.encoder import build_backbone
 from model.images import decode_square
 from model.runtime import load_runtime
-from model.encoder import build_backbone
 
 
 def untrained_encoder(name: str, path: Path) -> Path:

@@ -12,12 +12,17 @@ so every run ends at the end of its schedule: small collections get many epochs,
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 import torch
 
 from model.config import AugmentConfig, RunConfig
+from model.distributed import slowest_process
+from model.encoder import SimCLRModel
 from model.trial import TrialSteps
 
 LOG = logging.getLogger(__name__)
@@ -87,3 +92,30 @@ def time_steps(sizes: tuple[int, ...], run: StepRunner, repeats: int = 2) -> dic
         run(size)
         out[size] = statistics.median(run(size) for _ in range(repeats))
     return out
+
+
+def plan_schedule(
+    cfg: RunConfig, model: SimCLRModel, steps_per_epoch: int, dev: torch.device
+) -> tuple[RunConfig, dict[str, Any]]:
+    """Fix the run's step count: from the time budget (`minutes`, timed steps) or from `epochs`."""
+    t = cfg.train
+    if t.total_steps > 0:  # resumed, or given: keep it
+        return cfg, {"total_steps": t.total_steps, "from": "config"}
+    plan: dict[str, Any]
+    if t.minutes > 0:
+        seconds = slowest_process(time_steps(view_sizes(cfg.augment), real_step_runner(model, cfg, dev)), dev)
+        total = plan_steps(cfg.augment, t.minutes * 60 * PLAN_SHARE, seconds)
+        plan = {"from": f"a {t.minutes:g}-minute budget", "step_seconds_by_view_size": seconds}
+    else:
+        total = t.epochs * steps_per_epoch
+        plan = {"from": f"{t.epochs} epochs"}
+    epochs = max(1, math.ceil(total / steps_per_epoch))
+    plan.update(total_steps=total, epochs=round(total / steps_per_epoch, 2), steps_per_epoch=steps_per_epoch)
+    LOG.info(
+        "schedule: %d steps (%.2f epochs of %d steps) from %s",
+        total,
+        total / steps_per_epoch,
+        steps_per_epoch,
+        plan["from"],
+    )
+    return replace(cfg, train=replace(t, total_steps=total, epochs=epochs)), plan

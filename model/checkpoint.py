@@ -1,4 +1,7 @@
-"""Atomic checkpoint files and the self-describing `encoder.pt`.
+"""Checkpoints (for --resume) and the self-describing `encoder.pt`, written atomically.
+
+`checkpoint.pt` is one plain dict: config, model and optimizer state, step, times, and every
+process's RNG states, so that a resumed run continues exactly where it stopped.
 
 `encoder.pt` holds only plain containers and tensors (loadable with weights_only=True):
     {"format": ENCODER_FORMAT, "config": EncoderConfig as dict, "state_dict": f's weights,
@@ -10,13 +13,17 @@ from __future__ import annotations
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from model.atomic import atomic_file
 from model.config import EncoderConfig
 from model.encoder import build_backbone
+
+if TYPE_CHECKING:
+    from model.config import RunConfig
+    from model.train_state import TrainState
 
 ENCODER_FORMAT = "latent-search-encoder/1"
 
@@ -67,3 +74,46 @@ def load_encoder_file(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, En
     backbone.load_state_dict(payload["state_dict"])
     backbone.eval()
     return backbone, cfg, payload
+
+
+def save_checkpoint(path: Path, cfg: RunConfig, state: TrainState) -> None:
+    """Rank 0 writes; under data parallelism every process must call it (it gathers RNG states)."""
+    aug_states = [state.aug_gen.get_state()]
+    if state.dist.enabled:
+        aug_states = [torch.empty(0, dtype=torch.uint8)] * state.dist.world_size
+        torch.distributed.all_gather_object(aug_states, state.aug_gen.get_state())
+    if not state.dist.is_main:
+        return
+    payload = {
+        "config": cfg.to_dict(),
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "step": state.step,
+        "seconds": state.seconds,
+        "wall_seconds": state.wall_seconds,
+        "world_size": state.dist.world_size,
+        "aug_rng": aug_states[0],
+        "aug_rng_ranks": aug_states,  # each process's augmentation stream, for exact resume
+        "torch_rng": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        payload["cuda_rng"] = torch.cuda.get_rng_state_all()
+    atomic_torch_save(payload, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    return payload
+
+
+def restore(state: TrainState, saved: dict[str, Any]) -> None:
+    """Put a checkpoint's weights, optimizer, step, times and this process's RNG streams back."""
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    ranks = saved.get("aug_rng_ranks") or [saved["aug_rng"]]
+    state.aug_gen.set_state(ranks[state.dist.rank])
+    torch.set_rng_state(saved["torch_rng"])
+    if "cuda_rng" in saved and torch.cuda.is_available() and not state.dist.enabled:
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+    state.step, state.seconds = int(saved["step"]), float(saved["seconds"])
+    state.wall_base = float(saved.get("wall_seconds", saved["seconds"]))

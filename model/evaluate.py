@@ -3,8 +3,9 @@
 - kNN top-1 (Wu et al. 2018, as used by DINO's eval_knn): cosine similarity, k nearest
   train features vote for their class with weight exp(sim / T).
 - Linear probe: a linear classifier on frozen, standardised h.
-- Health: alignment and uniformity (Wang & Isola 2020), per-dimension std of normalised h,
-  effective rank (Roy & Vetterli 2007). A collapsed encoder has std -> 0 and rank -> 1.
+- During training (`evaluate_epoch`): model.health on a held-out sample, and kNN.
+- `evaluate_encoder` (`latent-search eval`): kNN, 1-NN and the probe of a saved encoder,
+  embedded by the runtime the service would use (model.runtime), with model.plots pictures.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from model.augment import SimCLRAugment
+from model.config import RunConfig
+from model.embed import embed_tensor
+from model.encoder import SimCLRModel, set_train_mode
+from model.feed import EvalSet
+from model.health import effective_rank, health, uniformity
+from model.plots import plot_embedding_map, plot_training_curves
 
 LOG = logging.getLogger(__name__)
 
@@ -95,130 +104,6 @@ def linear_probe(
         return float((clf(xte).argmax(1) == test_labels).float().mean())
 
 
-def alignment(h1: torch.Tensor, h2: torch.Tensor, alpha: float = 2.0) -> float:
-    """E ||f(x) - f(x+)||^alpha over positive pairs of unit vectors (lower is better)."""
-    return float((h1 - h2).norm(dim=1).pow(alpha).mean())
-
-
-def uniformity(h: torch.Tensor, t: float = 2.0) -> float:
-    """log E exp(-t ||f(x) - f(y)||^2) over distinct pairs of unit vectors (lower is better)."""
-    sq = torch.pdist(h.double()).pow(2)
-    return float(sq.mul(-t).exp().mean().log())
-
-
-def effective_rank(h: torch.Tensor) -> float:
-    """exp(entropy of the normalised singular values) of the centred features, in [1, d]."""
-    s = torch.linalg.svdvals((h - h.mean(0)).double())
-    p = s / s.sum().clamp_min(1e-12)
-    p = p[p > 0]
-    return float(torch.exp(-(p * p.log()).sum()))
-
-
-def health(h: torch.Tensor, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, float]:
-    """Health of normalised features h (clean views) and h1, h2 (two augmented views).
-
-    `std_ratio` is the mean per-dimension std times sqrt(d): about 1 for features spread over
-    the sphere, near 0 for a collapse.
-    """
-    d = h.shape[1]
-    std = float(h.std(0).mean())
-    return {
-        "alignment": alignment(h1, h2),
-        "uniformity": uniformity(h),
-        "feature_std": std,
-        "std_ratio": std * math.sqrt(d),
-        "effective_rank": effective_rank(h),
-        "dim": float(d),
-        "samples": float(h.shape[0]),
-    }
-
-
-def collapse_warning(stats: dict[str, float]) -> str | None:
-    """A human-readable warning if the health stats look like a (partial) collapse."""
-    if stats["std_ratio"] < 0.1:
-        return (
-            f"representation collapse: per-dimension std is {stats['feature_std']:.4f} "
-            f"({stats['std_ratio']:.3f} of a uniform spread); lower the learning rate or "
-            "raise the temperature"
-        )
-    # n samples span at most n - 1 dimensions: judge the rank against what the sample can show.
-    reachable = min(stats["dim"], stats.get("samples", stats["dim"] + 1) - 1)
-    if stats["effective_rank"] < max(2.0, 0.01 * reachable) and reachable >= 2:
-        return f"dimensional collapse: effective rank {stats['effective_rank']:.1f} of {int(stats['dim'])} dimensions"
-    return None
-
-
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    rows = []
-    with Path(path).open() as fh:
-        for line in fh:
-            if line.strip():
-                rows.append(json.loads(line))
-    return rows
-
-
-def plot_training_curves(metrics_path: str | Path, out_png: str | Path) -> None:
-    """Loss per step, and kNN accuracy / uniformity per epoch, from metrics.jsonl."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = read_metrics(metrics_path)
-    steps = [r for r in rows if r.get("kind") == "step"]
-    epochs = [r for r in rows if r.get("kind") == "epoch"]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    axes[0].plot([r["step"] for r in steps], [r["loss"] for r in steps])
-    axes[0].set(title="NT-Xent loss", xlabel="step")
-    knn = [r for r in epochs if r.get("knn_top1") is not None]
-    axes[1].plot([r["epoch"] for r in knn], [100 * r["knn_top1"] for r in knn], marker="o")
-    axes[1].set(title="kNN top-1 (%)", xlabel="epoch")
-    axes[2].plot([r["epoch"] for r in epochs], [r["uniformity"] for r in epochs], marker="o", label="uniformity")
-    axes[2].plot([r["epoch"] for r in epochs], [r["alignment"] for r in epochs], marker="o", label="alignment")
-    axes[2].set(title="health (lower is better)", xlabel="epoch")
-    axes[2].legend()
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-
-
-def plot_embedding_map(
-    feats: torch.Tensor,
-    labels: torch.Tensor,
-    classes: list[str],
-    out_png: str | Path,
-    method: str = "tsne",
-    max_points: int = 2000,
-    seed: int = 0,
-) -> None:
-    """A 2-D map of the representation space (t-SNE after PCA-50, or PCA), coloured by class."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
-    gen = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(feats), generator=gen)[:max_points]
-    x, y = feats[idx].numpy(), labels[idx].numpy()
-    if method == "tsne":
-        x50 = PCA(n_components=min(50, x.shape[1], len(x)), random_state=seed).fit_transform(x)
-        xy = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30.0, len(x) / 4)).fit_transform(x50)
-    else:
-        xy = PCA(n_components=2, random_state=seed).fit_transform(x)
-    fig, ax = plt.subplots(figsize=(7, 6))
-    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
-    for c, name in enumerate(classes):
-        mask = y == c
-        ax.scatter(xy[mask, 0], xy[mask, 1], s=4, color=cmap(c % cmap.N), label=name)
-    ax.set(title=f"representation space ({method.upper()}, {len(x)} test images)", xticks=[], yticks=[])
-    ax.legend(markerscale=3, fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-
-
 def evaluate_encoder(
     encoder_path: str | Path,
     data: str | Path,
@@ -236,10 +121,10 @@ def evaluate_encoder(
     import time
 
     from model.data import load_collection
-    from model.embed import load_encoder
+    from model.runtime import load_runtime
 
     started = time.perf_counter()
-    encoder = load_encoder(encoder_path, device)
+    encoder = load_runtime(encoder_path, device=device)
     coll = load_collection(data, encoder.image_size)
     if not coll.has_labels:
         raise ValueError(
@@ -248,13 +133,15 @@ def evaluate_encoder(
         )
     train_idx, test_idx = coll.train_test()
     train_idx, test_idx = train_idx[coll.labels[train_idx] >= 0], test_idx[coll.labels[test_idx] >= 0]
-    feats = torch.from_numpy(encoder.embed_uint8(coll.images))
+    chunks = torch.split(coll.images, 256)
+    feats = torch.cat([torch.from_numpy(encoder.embed_pixels(c.permute(0, 2, 3, 1).numpy())) for c in chunks])
     embed_seconds = time.perf_counter() - started
     tr, te = feats[train_idx], feats[test_idx]
     ytr, yte = coll.labels[train_idx], coll.labels[test_idx]
     result: dict[str, Any] = {
         "encoder": str(encoder_path),
         "encoder_sha256": encoder.checksum,
+        "encoder_runtime": encoder.runtime,
         "data": str(data),
         "train_images": len(train_idx),
         "test_images": len(test_idx),
@@ -282,3 +169,29 @@ def evaluate_encoder(
     result["seconds"] = round(time.perf_counter() - started, 2)
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+@torch.no_grad()
+def evaluate_epoch(
+    model: SimCLRModel, cfg: RunConfig, evalset: EvalSet, device: torch.device, epoch: int, force_knn: bool = False
+) -> dict[str, Any]:
+    """Health on the held-out sample and, every knn_every epochs (and with force_knn), kNN top-1."""
+    model.eval()
+    mean, std = cfg.encoder.mean, cfg.encoder.std
+    sample = evalset.heldout[: cfg.train.health_sample]
+    h = embed_tensor(model.backbone, sample, mean, std, device=device)
+    # Fixed-seed views so that alignment is comparable from epoch to epoch.
+    aug = SimCLRAugment(cfg.augment, mean, std)
+    gen = torch.Generator(device=device).manual_seed(12345)
+    v1, v2 = aug(sample.to(device), gen, size=cfg.encoder.image_size)
+    h1 = F.normalize(model.backbone(v1).float(), dim=1).cpu()
+    h2 = F.normalize(model.backbone(v2).float(), dim=1).cpu()
+    row: dict[str, Any] = health(h, h1, h2)
+    t = cfg.train
+    knn_due = t.knn_every > 0 and (force_knn or (epoch + 1) % t.knn_every == 0)
+    if evalset.bank is not None and evalset.bank_labels is not None and knn_due:
+        bank = embed_tensor(model.backbone, evalset.bank, mean, std, device=device)
+        queries = embed_tensor(model.backbone, evalset.heldout, mean, std, device=device)
+        row["knn_top1"] = knn_accuracy(bank, evalset.bank_labels, queries, evalset.heldout_labels, k=t.knn_k)
+    set_train_mode(model, cfg.train.freeze_bn)
+    return row

@@ -2,7 +2,8 @@
 
 CPUs differ in ways that change which settings are fast by an order of magnitude (bf16 autocast
 is native with AVX512-BF16 / AMX and emulated, ~13x slower, with AVX2 only), and a process may be
-allowed fewer cores than the machine has (containers, taskset, torchrun). Nothing here decides
+allowed fewer cores than the machine has (containers, taskset, torchrun). torch is imported
+only by the functions that ask it, so the service can size its pools without it. Nothing here decides
 a setting; it only describes, so that `model.precision` can measure and reports can say where a
 number came from.
 """
@@ -13,9 +14,10 @@ import os
 import platform
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 # /proc/cpuinfo flags (x86) and features (Arm) that mean bf16 matrix maths runs in hardware.
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
@@ -57,6 +59,8 @@ def cpu_model() -> str:
 
 def cpu_capability() -> str:
     """The vector instruction set torch's CPU kernels use here (e.g. AVX2, AVX512)."""
+    import torch
+
     try:
         return str(torch.backends.cpu.get_cpu_capability())
     except (AttributeError, RuntimeError):
@@ -76,6 +80,8 @@ def cpu_has_native_bf16() -> bool:
 
 def describe(device: torch.device | str | None = None) -> dict[str, Any]:
     """The machine, as recorded with every figure (run directories, BENCHMARKS.md)."""
+    import torch
+
     info: dict[str, Any] = {
         "cpu": cpu_model(),
         "cpu_capability": cpu_capability(),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -33,6 +34,8 @@ class _WithPreprocessing(torch.nn.Module):
     def __init__(self, backbone: torch.nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
         self.backbone = backbone
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
 
@@ -53,7 +56,9 @@ def export_onnx(encoder_path: str | os.PathLike[str], out: str | os.PathLike[str
     example = torch.zeros(2, cfg.image_size, cfg.image_size, 3, dtype=torch.uint8)
     tmp = target.with_name(f".{target.name}.export")
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # The tracer warns about shape arithmetic (TF-style padding); the input size is fixed.
+            warnings.simplefilter("ignore")
             torch.onnx.export(
                 wrapped,
                 (example,),

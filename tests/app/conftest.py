@@ -46,7 +46,8 @@ def make_settings(encoder: Path, index: Path, **overrides: object) -> Settings:
 
 @pytest.fixture()
 def client(tiny_encoder: Path, tiny_index: Path) -> Iterator[TestClient]:
-    app = create_app(make_settings(tiny_encoder, tiny_index, max_upload_bytes=200_000, max_images_per_request=4, max_k=100))
+    settings = make_settings(tiny_encoder, tiny_index, max_upload_bytes=200_000, max_images_per_request=4, max_k=100)
+    app = create_app(settings)
     with TestClient(app) as c:
         wait_ready(c)
         yield c

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import train as train_module
+from model import budget as budget_module
 from model.budget import crop_size_at, plan_steps, schedule_seconds
 from model.config import AugmentConfig
 from model.train import train
@@ -43,7 +43,7 @@ def test_progressive_resizing_cost_matches_a_step_by_step_sum(total: int) -> Non
 @pytest.fixture
 def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every view size 'takes' 1/16 s a step: a 0.1-minute budget plans int(0.97 * 6 * 16) = 93 steps."""
-    monkeypatch.setattr(train_module, "time_steps", lambda sizes, run, repeats=2: dict.fromkeys(sizes, 0.0625))
+    monkeypatch.setattr(budget_module, "time_steps", lambda sizes, run, repeats=2: dict.fromkeys(sizes, 0.0625))
 
 
 def budgeted(**train: object):  # type: ignore[no-untyped-def]

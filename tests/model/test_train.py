@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from model.budget import crop_size_at
 from model.checkpoint import load_encoder_file
 from model.config import RunConfig
 from model.embed import load_encoder
-from model.train import NonFiniteLossError, crop_size_at, train
+from model.train import NonFiniteLossError, train
 from tests.conftest import tiny_config
 
 
