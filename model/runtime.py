@@ -91,8 +91,13 @@ def load_runtime(
         return load_onnx_encoder(path if path.suffix == ".onnx" else onnx_path_for(path), threads)
     if path.suffix == ".onnx":
         raise ValueError(f"{str(path)!r} is an ONNX export: serve it with the onnx runtime, or pass its encoder.pt")
-    from model.embed import load_encoder
-
+    try:
+        from model.embed import load_encoder
+    except ImportError as exc:  # the API image has ONNX Runtime and no torch
+        raise RuntimeError(
+            f"{str(path)!r} needs torch, which is not installed here (this install runs ONNX encoders): "
+            f"export it with `latent-search export-onnx {path}` where torch is, and put the encoder.onnx beside it"
+        ) from exc
     return load_encoder(path, device, threads)
 
 

@@ -1,0 +1,5 @@
+"""`python -m app.cli` (how torchrun starts the command)."""
+
+from app.cli import main
+
+main()

@@ -1,0 +1,90 @@
+"""The service on ONNX Runtime: it serves an index built with the torch encoder, from the
+encoder's export, in a process where torch cannot be imported (as in the API image)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from index.store import load
+from model.embed import load_encoder
+from model.onnx_export import export_onnx
+from model.runtime import embed_bytes
+
+SERVE_WITHOUT_TORCH = """
+import json, sys
+sys.modules["torch"] = None  # any `import torch` now raises ImportError
+from fastapi.testclient import TestClient
+from app.config import Settings
+from app.main import create_app
+encoder, index, query = sys.argv[1:4]
+app = create_app(Settings(encoder_path=encoder, index_path=index, encoder_threads=1))
+with TestClient(app) as client:
+    import time
+    for _ in range(300):
+        if client.get("/ready").status_code == 200:
+            break
+        time.sleep(0.05)
+    info = client.get("/index").json()
+    with open(query, "rb") as fh:
+        found = client.post("/search?k=5", files={"image": ("q.png", fh.read())}).json()
+print(json.dumps({"info": info, "ids": [n["id"] for n in found["neighbours"]], "torch": sys.modules["torch"]}))
+"""
+
+
+def test_service_runs_the_export_without_torch(
+    tiny_encoder: Path, tiny_index: Path, image_folder: Path, tmp_path: Path
+) -> None:
+    encoder = tmp_path / "encoder.pt"
+    shutil.copy(tiny_encoder, encoder)
+    export_onnx(encoder)
+    index = tmp_path / "idx"
+    shutil.copytree(tiny_index, index)
+    query = sorted(image_folder.rglob("*.png"))[7]
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_WITHOUT_TORCH, str(encoder), str(index), str(query)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["torch"] is None and result["info"]["encoder_runtime"] == "onnx"
+    # The same neighbours as torch's embedding of the query, searched directly.
+    vector = embed_bytes(load_encoder(tiny_encoder), [query.read_bytes()])
+    _, want = load(tiny_index).search(vector, 5)
+    assert result["ids"] == want[0].tolist()
+
+
+READY_WITHOUT_TORCH = """
+import json, sys, time
+sys.modules["torch"] = None
+from fastapi.testclient import TestClient
+from app.config import Settings
+from app.main import create_app
+app = create_app(Settings(encoder_path=sys.argv[1], index_path=sys.argv[2]))
+with TestClient(app) as client:
+    for _ in range(300):
+        ready = client.get("/ready").json()
+        if ready["detail"] != "loading the encoder and the index":
+            break
+        time.sleep(0.05)
+print(json.dumps(ready))
+"""
+
+
+def test_a_torch_encoder_without_torch_says_how_to_export(tiny_encoder: Path, tiny_index: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", READY_WITHOUT_TORCH, str(tiny_encoder), str(tiny_index)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ready = json.loads(done.stdout.strip().splitlines()[-1])
+    assert ready["ready"] is False and "export-onnx" in ready["detail"]
