@@ -1,11 +1,11 @@
 """Micro-batching of concurrent queries: requests that arrive within a few milliseconds of
-each other share one forward pass of the encoder.
+each other share one pass of the encoder (and one batched index search).
 
-Each caller awaits `embed(pixels)`; a single worker task gathers up to `max_size` pending
-requests and runs the batch in one dedicated thread, so the event loop never blocks on torch
-and torch never runs twice at once. It waits (at most `max_wait_s`) for company only while
-`expected()` says more requests are on their way (e.g. still decoding): a lone request is
-never delayed.
+Each caller awaits `submit(item)`; a single worker task gathers up to `max_size` pending items
+and runs `run_batch` on them in one dedicated thread, so the event loop never blocks on the
+encoder and the encoder never runs twice at once. It waits (at most `max_wait_s`) for company
+only while `expected()` says more requests are on their way (e.g. still decoding): a lone
+request is never delayed.
 """
 
 from __future__ import annotations
@@ -14,25 +14,28 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-import numpy as np
+from typing import Generic, TypeVar
 
 LOG = logging.getLogger(__name__)
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
 @dataclass
-class _Pending:
-    pixels: np.ndarray  # (S, S, 3) uint8
-    future: asyncio.Future[np.ndarray]
+class _Pending(Generic[T, R]):
+    item: T
+    future: asyncio.Future[R]
 
 
-class MicroBatcher:
+class MicroBatcher(Generic[T, R]):
     def __init__(
         self,
-        embed_batch: Callable[[np.ndarray], np.ndarray],
+        run_batch: Callable[[list[T]], Sequence[R]],
         max_size: int = 32,
         max_wait_s: float = 0.003,
         on_batch: Callable[[int, float], None] | None = None,
@@ -40,8 +43,8 @@ class MicroBatcher:
     ) -> None:
         if max_size < 1 or max_wait_s < 0:
             raise ValueError("max_size must be >= 1 and max_wait_s >= 0")
-        self.embed_batch, self.max_size, self.max_wait_s, self.on_batch = embed_batch, max_size, max_wait_s, on_batch
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self.run_batch, self.max_size, self.max_wait_s, self.on_batch = run_batch, max_size, max_wait_s, on_batch
+        self._queue: asyncio.Queue[_Pending[T, R]] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
         self._task: asyncio.Task[None] | None = None
         self.expected = expected or (lambda: 0)
@@ -56,13 +59,13 @@ class MicroBatcher:
                 await self._task
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def embed(self, pixels: np.ndarray) -> np.ndarray:
-        """(S, S, 3) uint8 -> (d,) unit vector, computed in a shared batch."""
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(pixels, future))
+    async def submit(self, item: T) -> R:
+        """The item's result, computed in a shared batch."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(item, future))
         return await future
 
-    async def _gather(self) -> list[_Pending]:
+    async def _gather(self) -> list[_Pending[T, R]]:
         batch = [await self._queue.get()]
         deadline = time.perf_counter() + self.max_wait_s
         while len(batch) < self.max_size:
@@ -92,9 +95,7 @@ class MicroBatcher:
                 continue
             started = time.perf_counter()
             try:
-                vectors = await loop.run_in_executor(
-                    self._executor, self.embed_batch, np.stack([p.pixels for p in live])
-                )
+                results = await loop.run_in_executor(self._executor, self.run_batch, [p.item for p in live])
             except Exception as exc:  # hand the failure to every waiting request
                 LOG.exception("embedding a batch of %d failed", len(live))
                 for p in live:
@@ -103,6 +104,6 @@ class MicroBatcher:
                 continue
             if self.on_batch is not None:
                 self.on_batch(len(live), time.perf_counter() - started)
-            for p, vec in zip(live, vectors, strict=True):
+            for p, result in zip(live, results, strict=True):
                 if not p.future.done():
-                    p.future.set_result(vec)
+                    p.future.set_result(result)

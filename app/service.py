@@ -46,6 +46,23 @@ class Live:
 
 
 @dataclass(frozen=True)
+class Query:
+    """One image for the batcher: embed it and, with an index, search it there too."""
+
+    pixels: np.ndarray  # (S, S, 3) uint8
+    index: ImageIndex | None = None
+    k: int = 0
+
+
+@dataclass
+class Answer:
+    vector: np.ndarray  # (d,) unit vector
+    scores: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+    ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    search_s: float = 0.0  # the batch's search time (part of the wait for the batch)
+
+
+@dataclass(frozen=True)
 class Hit:
     id: int
     score: float
@@ -59,13 +76,13 @@ class SearchService:
     load_error: str | None = None
     decoding: int = 0  # requests between upload and embedding (the batcher waits for them)
     decode_pool: ThreadPoolExecutor = field(init=False)
-    batcher: MicroBatcher = field(init=False)
+    batcher: MicroBatcher[Query, Answer] = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
         self.decode_pool = ThreadPoolExecutor(s.decode_workers or usable_cores(), "decode")
         self.batcher = MicroBatcher(
-            self._embed_batch,
+            self._run_batch,
             s.microbatch_max_size,
             s.microbatch_max_wait_ms / 1000,
             on_batch=lambda n, _: BATCH_SIZE.observe(n),
@@ -102,8 +119,23 @@ class SearchService:
         self.live = Live(encoder, index, self.require().store)
         INDEX_SIZE.set(index.count)
 
-    def _embed_batch(self, pixels: np.ndarray) -> np.ndarray:
-        return self.require().encoder.embed_pixels(pixels)
+    def _run_batch(self, queries: list[Query]) -> list[Answer]:
+        """Embed a batch in one pass and search each index it names with one batched search
+        (in the batcher's thread: one hand-off per request instead of two)."""
+        vectors = self.require().encoder.embed_pixels(np.stack([q.pixels for q in queries]))
+        answers = [Answer(v) for v in vectors]
+        groups: dict[int, tuple[ImageIndex, list[int]]] = {}
+        for i, q in enumerate(queries):
+            if q.index is not None and q.k > 0:  # a swap may leave two versions in one batch
+                groups.setdefault(id(q.index), (q.index, []))[1].append(i)
+        for index, members in groups.values():
+            started = time.perf_counter()
+            scores, ids = index.search(vectors[members], max(queries[i].k for i in members))
+            elapsed = time.perf_counter() - started
+            for row, i in enumerate(members):
+                k = queries[i].k
+                answers[i].scores, answers[i].ids, answers[i].search_s = scores[row][:k], ids[row][:k], elapsed
+        return answers
 
     def start(self) -> None:
         """Start the micro-batcher (needs the running event loop)."""
@@ -127,15 +159,32 @@ class SearchService:
         return decoded
 
     async def embed_async(self, pixels: np.ndarray, timings: Timings) -> np.ndarray:
+        return (await self._submit(Query(pixels), timings)).vector
+
+    async def _submit(self, query: Query, timings: Timings) -> Answer:
         started = time.perf_counter()
-        vector = await self.batcher.embed(pixels)
-        _observe("embed", started, timings)
-        return vector
+        answer = await self.batcher.submit(query)
+        elapsed = time.perf_counter() - started - answer.search_s
+        STAGE_SECONDS.labels("embed").observe(elapsed)
+        timings.embed_ms += 1000 * elapsed
+        if query.k:
+            STAGE_SECONDS.labels("search").observe(answer.search_s)
+            timings.search_ms += 1000 * answer.search_s
+        return answer
 
     async def embed_upload(self, data: bytes, timings: Timings) -> np.ndarray:
         """Upload bytes -> its unit vector (decoded on the pool, embedded in a shared batch)."""
         decoded = await self.decode_async(data, timings)
         return await self.embed_async(decoded.pixels, timings)
+
+    async def search_upload(
+        self, index: ImageIndex, data: bytes, k: int, min_score: float | None, timings: Timings
+    ) -> list[Hit]:
+        """Upload bytes -> its neighbours in `index`: decoded on the pool, then embedded and
+        searched together with whatever other queries arrived meanwhile."""
+        decoded = await self.decode_async(data, timings)
+        answer = await self._submit(Query(decoded.pixels, index, k), timings)
+        return self.join(index, answer.scores, answer.ids, k, min_score)
 
     async def search_vectors(
         self,
@@ -150,15 +199,25 @@ class SearchService:
         started = time.perf_counter()
         extra = 1 if exclude is not None else 0
         scores, ids = await run_blocking(index.search, vectors, k + extra)
-        results = []
-        for row_scores, row_ids in zip(scores, ids, strict=True):
-            pairs = [(int(i), float(s)) for i, s in zip(row_ids, row_scores, strict=True) if int(i) != exclude][:k]
-            if min_score is not None:
-                pairs = [(i, s) for i, s in pairs if s >= min_score]
-            rows = index.rows([i for i, _ in pairs])
-            results.append([Hit(i, s, rows.get(i)) for i, s in pairs])
+        results = [self.join(index, s, i, k, min_score, exclude) for s, i in zip(scores, ids, strict=True)]
         _observe("search", started, timings)
         return results
+
+    @staticmethod
+    def join(
+        index: ImageIndex,
+        scores: np.ndarray,
+        ids: np.ndarray,
+        k: int,
+        min_score: float | None,
+        exclude: int | None = None,
+    ) -> list[Hit]:
+        """One query's search result as hits with their catalog rows (best first, at most k)."""
+        pairs = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if int(i) != exclude][:k]
+        if min_score is not None:
+            pairs = [(i, s) for i, s in pairs if s >= min_score]
+        rows = index.rows([i for i, _ in pairs])
+        return [Hit(i, s, rows.get(i)) for i, s in pairs]
 
     async def add_images(
         self, uploads: list[tuple[bytes, str | None, str | None]], timings: Timings

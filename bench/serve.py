@@ -1,15 +1,18 @@
-"""Serving benchmark: bare pipeline vs the real HTTP server under concurrent load.
+"""Serving benchmark: the service under load against the limits of its two halves.
 
     uv run python -m bench.serve --data ../shared/data/cifar10-jpg.tar.gz \\
-        --encoder cpu-small=demo/runs/cpu-small/encoder.pt --encoder resnet18=untrained
+        --encoder cpu-small=untrained --encoder resnet18=untrained --runtime onnx --runtime torch
 
-For each encoder: build (or reuse) an index over the collection, measure in-process
-  - bare: decode + transform + embed + search of one image, no HTTP (median of N),
-  - the encoder's batched throughput (images/s at batch 32),
+Once: a bare FastAPI endpoint (bench.bare_http: reads the same multipart upload, answers ten
+fixed neighbours) under the same client at concurrency 16: the HTTP limit.
+For each encoder and runtime: build (or reuse) an index over the collection, measure in-process
+  - bare: decode + embed + search of one image, no HTTP (median of N),
+  - the encoder's batched throughput as served (images/s at batch 32, the service's threads),
+  - the combined limit 1 / (1 / encoder + 1 / HTTP),
 then start `latent-search serve` (uvicorn, 127.0.0.1 only) and send bounded POST /search load
 at concurrency 1, 4 and 16 from keep-alive client threads: queries/s and p50/p95/p99.
-"untrained" makes a randomly initialised encoder of that preset: speed does not depend
-on the weights.
+"untrained" makes a randomly initialised encoder of that preset (and its ONNX export): speed
+does not depend on the weights.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from subprocess import DEVNULL
 
 import numpy as np
 import torch
@@ -37,7 +41,9 @@ from model.checkpoint import save_encoder
 from model.config import preset
 from model.data import iter_records
 from model.encoder import build_backbone
+from model.hardware import usable_cores
 from model.images import decode_square
+from model.onnx_export import export_onnx
 from model.runtime import load_runtime
 
 
@@ -47,6 +53,7 @@ def untrained_encoder(name: str, path: Path) -> Path:
         torch.manual_seed(0)
         backbone, dim = build_backbone(cfg)
         save_encoder(path, backbone.eval(), cfg, dim, trained={"note": "untrained, for speed benchmarks"})
+        export_onnx(path)
     return path
 
 
@@ -60,9 +67,11 @@ def sample_queries(data: str, n: int) -> list[bytes]:
     return out
 
 
-def bare_pipeline(encoder_path: Path, index_dir: Path, queries: list[bytes], reps: int) -> tuple[float, float]:
-    """(median ms for one image end to end, batched images/s)."""
-    encoder = load_runtime(encoder_path, device="cpu")
+def bare_pipeline(
+    encoder_path: Path, runtime: str, index_dir: Path, queries: list[bytes], reps: int
+) -> tuple[float, float]:
+    """(median ms for one image end to end, batched images/s), threads as the service sets them."""
+    encoder = load_runtime(encoder_path, runtime, "cpu", threads=usable_cores())
     index = load(index_dir, encoder.checksum)
     times = []
     for i in range(reps):
@@ -151,21 +160,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve(encoder: Path, index_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "LATENT_SEARCH_BATCH_MAX_WAIT_MS": os.environ.get("LATENT_SEARCH_BATCH_MAX_WAIT_MS", "3")}
-    cmd = [
-        sys.executable,
-        "-m",
-        "app.cli",
-        "serve",
-        "--encoder",
-        str(encoder),
-        "--index",
-        str(index_dir),
-        "--port",
-        str(port),
-    ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def serve(encoder: Path, index_dir: Path, port: int, runtime: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "LATENT_SEARCH_RUNTIME": runtime}
+    cmd = [sys.executable, "-m", "app.cli", "serve", "--encoder", str(encoder), "--index", str(index_dir)]
+    return wait_until_ready(
+        subprocess.Popen([*cmd, "--port", str(port)], env=env, stdout=DEVNULL, stderr=DEVNULL), port
+    )
+
+
+def bare_http(port: int) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "uvicorn", "bench.bare_http:app", "--port", str(port), "--log-level", "warning"]
+    return wait_until_ready(subprocess.Popen(cmd, stdout=DEVNULL, stderr=DEVNULL), port)
+
+
+def wait_until_ready(proc: subprocess.Popen[bytes], port: int) -> subprocess.Popen[bytes]:
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -180,19 +188,35 @@ def serve(encoder: Path, index_dir: Path, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("server did not become ready in 120 s")
 
 
+def http_limit(bodies: list[tuple[bytes, str]], requests: int, seconds: float) -> float:
+    """q/s of the bare FastAPI endpoint at concurrency 16, with the benchmark's client."""
+    port = free_port()
+    proc = bare_http(port)
+    try:
+        load_test(port, bodies, 4, 200, 5)  # warm-up
+        return load_test(port, bodies, 16, 4 * requests, seconds)["qps"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
     parser.add_argument("--encoder", action="append", required=True, help="NAME=PATH or NAME=untrained")
+    parser.add_argument("--runtime", action="append", choices=["onnx", "torch"], help="default: onnx")
     parser.add_argument("--workdir", default="runs/bench-serve")
     parser.add_argument("--requests", type=int, default=400, help="most requests per concurrency level")
     parser.add_argument("--seconds", type=float, default=30.0, help="most seconds per concurrency level")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    runtimes = args.runtime or ["onnx"]
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     queries = sample_queries(args.data, 64)
     bodies = [multipart(q) for q in queries]
+    http_qps = http_limit(bodies, args.requests, args.seconds)
+    print(f"bare FastAPI upload endpoint: {http_qps:.0f} q/s at concurrency 16", flush=True)
     rows = []
     for spec in args.encoder:
         name, _, where = spec.partition("=")
@@ -206,49 +230,57 @@ def main() -> None:
         if not fresh:
             build_index(load_runtime(enc_path), args.data, index_dir, progress=False)
         count = read_manifest(index_dir)["count"]
-        bare_ms, batched = bare_pipeline(enc_path, index_dir, queries, reps=100)
-        print(f"{name}: bare {bare_ms:.2f} ms, batched {batched:.0f} img/s, index {count}", flush=True)
-        port = free_port()
-        proc = serve(enc_path, index_dir, port)
-        try:
-            load_test(port, bodies, 4, 40, 10)  # warm-up
-            for c in (1, 4, 16):
-                r = load_test(port, bodies, c, args.requests, args.seconds)
-                print(f"  c={c}: {r}", flush=True)
-                rows.append(
-                    [
-                        name + (" (untrained)" if where == "untrained" else ""),
-                        f"{count:,}",
-                        f"{bare_ms:.1f}",
-                        f"{batched:.0f}",
-                        str(c),
-                        str(r["n"]),
-                        str(r["errors"]),
-                        f"{r['qps']:.1f}",
-                        f"{r['p50']:.1f}",
-                        f"{r['p95']:.1f}",
-                        f"{r['p99']:.1f}",
-                        f"{r['p50'] / bare_ms:.2f}",
-                        f"{r['qps'] / batched:.2f}",
-                    ]
-                )
-        finally:
-            proc.terminate()
-            proc.wait(10)
+        for runtime in runtimes:
+            bare_ms, batched = bare_pipeline(enc_path, runtime, index_dir, queries, reps=100)
+            limit = 1 / (1 / batched + 1 / http_qps)
+            print(f"{name} {runtime}: bare {bare_ms:.2f} ms, {batched:.0f} img/s, limit {limit:.0f} q/s", flush=True)
+            port = free_port()
+            proc = serve(enc_path, index_dir, port, runtime)
+            try:
+                load_test(port, bodies, 4, 40, 10)  # warm-up
+                for c in (1, 4, 16):
+                    r = load_test(port, bodies, c, args.requests, args.seconds)
+                    print(f"  c={c}: {r}", flush=True)
+                    rows.append(
+                        [
+                            name + (" (untrained)" if where == "untrained" else ""),
+                            runtime,
+                            f"{count:,}",
+                            f"{bare_ms:.1f}",
+                            f"{batched:.0f}",
+                            f"{limit:.0f}",
+                            str(c),
+                            str(r["n"]),
+                            str(r["errors"]),
+                            f"{r['qps']:.1f}",
+                            f"{r['p50']:.1f}",
+                            f"{r['p95']:.1f}",
+                            f"{r['p99']:.1f}",
+                            f"{r['p50'] / bare_ms:.2f}",
+                            f"{r['qps'] / limit:.2f}",
+                        ]
+                    )
+            finally:
+                proc.terminate()
+                proc.wait(10)
     body = (
         f"## Serving ({today()})\n\n`uv run python -m bench.serve --data DATA "
         + " ".join(f"--encoder {e}" for e in args.encoder)
-        + f"` on {machine()}.\nServer: `latent-search serve` (uvicorn, one process, micro-batching up to 32 queries "
-        "or 3 ms) on 127.0.0.1; client: keep-alive threads in another process on the same 2 cores, POST /search "
-        f"k=10 with CIFAR-10 test JPEGs; at most {args.requests} requests or {args.seconds:.0f} s per level. "
-        "bare = decode + transform + embed + search of one image in-process (median); batched = encoder "
-        "images/s at batch 32.\n\n"
+        + " ".join(f" --runtime {r}" for r in runtimes)
+        + f"` on {machine()}.\nServer: `latent-search serve` (uvicorn, one process) on 127.0.0.1; client: "
+        "keep-alive threads in another process on the same cores, POST /search k=10 with CIFAR-10 test JPEGs; at "
+        f"most {args.requests} requests or {args.seconds:.0f} s per level. bare = decode + embed + search of one "
+        "image in-process (median); encoder img/s = the runtime at batch 32 with the service's threads; HTTP = a "
+        f"bare FastAPI endpoint reading the same upload, {http_qps:.0f} q/s at concurrency 16 with the same client; "
+        "limit = 1 / (1 / encoder + 1 / HTTP).\n\n"
         + table(
             [
                 "encoder",
+                "runtime",
                 "index",
                 "bare ms",
-                "batched img/s",
+                "encoder img/s",
+                "limit q/s",
                 "concurrency",
                 "requests",
                 "errors",
@@ -257,7 +289,7 @@ def main() -> None:
                 "p95 ms",
                 "p99 ms",
                 "p50 / bare",
-                "q/s / batched",
+                "q/s / limit",
             ],
             rows,
         )

@@ -1,6 +1,7 @@
-# The search service for CPU hosts. Build here with docker/build-local.sh (local base image,
-# offline wheelhouse); elsewhere `docker build -f docker/api.Dockerfile .` after filling
-# docker/wheelhouse with `docker/build-local.sh --wheels-only`.
+# The search service for CPU hosts: ONNX Runtime + FAISS + FastAPI, no torch.
+#   Anywhere with a package registry:   docker build -f docker/api.Dockerfile .
+#   Offline (as on our machines):       docker/build-local.sh  (fills docker/wheelhouse, local base)
+# With wheels in docker/wheelhouse the install is offline (--no-index); with none, from the registry.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS deps
@@ -8,9 +9,14 @@ FROM ${BASE_IMAGE} AS deps
 COPY docker/requirements-api.txt /tmp/requirements-api.txt
 COPY docker/wheelhouse/ /wheelhouse/
 RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheelhouse -r /tmp/requirements-api.txt \
+ && if ls /wheelhouse/*.whl >/dev/null 2>&1; then \
+        /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheelhouse -r /tmp/requirements-api.txt; \
+    else \
+        /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements-api.txt; \
+    fi \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
- && rm -rf /opt/venv/lib/python3*/site-packages/torch/include /opt/venv/lib/python3*/site-packages/torch/share
+ && find /opt/venv/lib/python3*/site-packages -type d -name tests -prune -exec rm -rf {} + \
+ && rm -rf /opt/venv/lib/python3*/site-packages/pip /opt/venv/lib/python3*/site-packages/setuptools
 
 FROM ${BASE_IMAGE}
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent latent
@@ -19,6 +25,7 @@ WORKDIR /srv/latent-search
 COPY model/ ./model/
 COPY index/ ./index/
 COPY app/ ./app/
+# LATENT_SEARCH_ENCODER_PATH may name encoder.pt (its encoder.onnx beside it is served) or encoder.onnx.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/srv/latent-search \
     PYTHONUNBUFFERED=1 \

@@ -102,10 +102,13 @@ def load_runtime(
 
 
 def _usable_export(encoder_path: Path) -> bool:
-    """An encoder.onnx beside `encoder_path`, exported from it, and onnxruntime installed."""
+    """An encoder.onnx beside `encoder_path`, exported from it (or the export alone, when only
+    it was deployed), and onnxruntime installed."""
     export = onnx_path_for(encoder_path)
     if not export.is_file():
         return False
+    if not encoder_path.exists():
+        return True
     try:
         from model.onnx_runtime import export_source_sha256
     except ImportError:

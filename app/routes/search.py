@@ -36,8 +36,7 @@ async def search(
 ) -> SearchResponse:
     """Find the images most similar to an uploaded image."""
     timings = Timings()
-    vector = await service.embed_upload(await read_upload(image, settings), timings)
-    (hits,) = await service.search_vectors(live.index, vector[None, :], k, min_score, timings)
+    hits = await service.search_upload(live.index, await read_upload(image, settings), k, min_score, timings)
     return SearchResponse(neighbours=to_schema(hits), index_version=live.index.version, timings=timings)
 
 

@@ -4,11 +4,17 @@ batch size is bounded, failures reach every waiting caller."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from app.batcher import MicroBatcher
+
+
+def stacked(embed: Callable[[np.ndarray], np.ndarray]) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    """A batch function over a list of images, from one over their stack."""
+    return lambda items: list(embed(np.stack(items)))
 
 
 def run(coro: object) -> object:
@@ -23,10 +29,10 @@ def test_results_map_back_and_concurrent_requests_share_batches() -> None:
         return pixels.reshape(len(pixels), -1)[:, :1].astype(np.float32)  # each image's first value
 
     async def main() -> list[np.ndarray]:
-        batcher = MicroBatcher(embed, max_size=8, max_wait_s=0.05, expected=lambda: 1)
+        batcher = MicroBatcher(stacked(embed), max_size=8, max_wait_s=0.05, expected=lambda: 1)
         batcher.start()
         try:
-            return await asyncio.gather(*(batcher.embed(np.full((2, 2, 3), i, np.uint8)) for i in range(20)))
+            return await asyncio.gather(*(batcher.submit(np.full((2, 2, 3), i, np.uint8)) for i in range(20)))
         finally:
             await batcher.stop()
 
@@ -40,10 +46,10 @@ def test_a_lone_request_is_not_held_for_company() -> None:
 
     async def main() -> None:
         # A 10-second wait would time the test out if a lone request waited for company.
-        batcher = MicroBatcher(lambda p: sizes.append(len(p)) or p[:, 0, 0, :1].astype(np.float32), 8, 10.0)
+        batcher = MicroBatcher(stacked(lambda p: sizes.append(len(p)) or p[:, 0, 0, :1].astype(np.float32)), 8, 10.0)
         batcher.start()
         try:
-            await asyncio.wait_for(batcher.embed(np.zeros((2, 2, 3), np.uint8)), timeout=5)
+            await asyncio.wait_for(batcher.submit(np.zeros((2, 2, 3), np.uint8)), timeout=5)
         finally:
             await batcher.stop()
 
@@ -56,11 +62,11 @@ def test_failures_reach_every_caller() -> None:
         raise RuntimeError("encoder exploded")
 
     async def main() -> list[object]:
-        batcher = MicroBatcher(broken, 4, 0.01, expected=lambda: 1)
+        batcher = MicroBatcher(stacked(broken), 4, 0.01, expected=lambda: 1)
         batcher.start()
         try:
             return await asyncio.gather(
-                *(batcher.embed(np.zeros((1, 1, 3), np.uint8)) for _ in range(3)), return_exceptions=True
+                *(batcher.submit(np.zeros((1, 1, 3), np.uint8)) for _ in range(3)), return_exceptions=True
             )
         finally:
             await batcher.stop()
@@ -68,4 +74,4 @@ def test_failures_reach_every_caller() -> None:
     results = run(main())
     assert all(isinstance(r, RuntimeError) for r in results)  # type: ignore[union-attr]
     with pytest.raises(ValueError):
-        MicroBatcher(broken, 0, 0.01)
+        MicroBatcher(stacked(broken), 0, 0.01)

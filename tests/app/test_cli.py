@@ -87,7 +87,7 @@ def test_demo_trains_indexes_and_reuses(image_folder: Path, tmp_path: Path, monk
     assert "reusing encoder" in second and "reusing index" in second
     # Serving (not started here): the demo generates an API key, prints it and hands it on.
     served: list[tuple[object, ...]] = []
-    monkeypatch.setattr("app.cli._serve", lambda *args: served.append(args))
+    monkeypatch.setattr("app.cli.serve._serve", lambda *args: served.append(args))
     monkeypatch.delenv("LATENT_SEARCH_API_KEY", raising=False)
     third = run("demo", "--data", str(image_folder), "--workdir", str(work))
     key = served[0][-1]
