@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     decode_workers: int | None = Field(
         None, ge=1, description="threads decoding uploads (default: the cores this process may use)"
     )
+    # One: the search stage runs beside the encoder and decoding, and OpenMP threads fighting
+    # them for the cores cost more than they give (bench.serve, 2 cores: 185 -> 252 q/s at 16).
+    search_threads: int = Field(1, ge=1, description="FAISS (OpenMP) threads for searches")
 
     # Rebuilds in the background
     rebuild_duty_cycle: float = Field(0.5, gt=0, le=1, description="share of time a rebuild may compute")

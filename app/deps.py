@@ -1,5 +1,8 @@
 """FastAPI dependencies: each yields a ready, validated object or raises the HTTP error.
 
+All are `async def`: FastAPI runs a plain `def` dependency on a worker thread, a hand-off per
+dependency per request that cost more than the work (profiled with py-spy under load).
+
 - `LiveDep`: the loaded encoder, index and image store (503 until loaded), one version for
   the whole request.
 - `KDep`, `ImagesDep`: the `k` query parameter and a request's image list, checked against
@@ -16,15 +19,22 @@ from typing import Annotated, NoReturn
 
 from fastapi import Depends, File, HTTPException, Path, Query, Request, UploadFile
 
-from app.config import Settings, get_settings
+from app.config import Settings
 from app.service import Live, SearchService, ServiceNotReadyError
+
+
+async def get_settings(request: Request) -> Settings:
+    """The app's settings (given to create_app), shared by every request."""
+    settings: Settings = request.app.state.settings
+    return settings
+
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 # Ids are SQLite INTEGER PRIMARY KEYs: anything outside 0 .. 2^63 - 1 cannot exist (422, not a crash).
 ImageId = Annotated[int, Path(ge=0, le=2**63 - 1, description="Stable 64-bit image id.")]
 
 
-def get_service(request: Request) -> SearchService:
+async def get_service(request: Request) -> SearchService:
     service: SearchService = request.app.state.service
     return service
 
@@ -32,7 +42,7 @@ def get_service(request: Request) -> SearchService:
 ServiceDep = Annotated[SearchService, Depends(get_service)]
 
 
-def get_live(service: ServiceDep) -> Live:
+async def get_live(service: ServiceDep) -> Live:
     try:
         return service.require()
     except ServiceNotReadyError as exc:
@@ -48,7 +58,7 @@ def unprocessable(location: list[str], message: str) -> NoReturn:
     raise HTTPException(422, [{"loc": location, "msg": message, "type": "value_error"}])
 
 
-def checked_k(
+async def checked_k(
     settings: SettingsDep,
     k: Annotated[int, Query(description="How many neighbours to return (1 to the configured maximum).")] = 10,
 ) -> int:
@@ -60,7 +70,7 @@ def checked_k(
 KDep = Annotated[int, Depends(checked_k)]
 
 
-def checked_images(
+async def checked_images(
     settings: SettingsDep, images: Annotated[list[UploadFile], File(description="One or more images.")]
 ) -> list[UploadFile]:
     if not 1 <= len(images) <= settings.max_images_per_request:
@@ -79,7 +89,7 @@ async def read_upload(upload: UploadFile, settings: Settings) -> bytes:
     return data
 
 
-def require_api_key(request: Request, settings: SettingsDep) -> None:
+async def require_api_key(request: Request, settings: SettingsDep) -> None:
     """Write and admin endpoints: `Authorization: Bearer <key>` when a key is configured."""
     if not settings.api_key:
         return

@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
     max_body = settings.max_upload_bytes * settings.max_images_per_request + 1024**2
 
     @app.middleware("http")

@@ -28,8 +28,7 @@ from index.build import build_index
 from index.store import load
 from model.data import iter_records
 from model.edits import EDITS, apply
-from model.embed import load_encoder
-from model.runtime import embed_bytes
+from model.runtime import embed_bytes, load_runtime
 
 
 def png(img: Image.Image) -> bytes:
@@ -50,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.data:
         parser.error("pass --data PATH or set LATENT_SEARCH_DATA")
-    encoder = load_encoder(args.encoder)
+    encoder = load_runtime(args.encoder)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         build_index(encoder, args.data, Path(tmp) / "idx", progress=False)
@@ -79,13 +78,13 @@ def main() -> None:
         index.close()
     overall = float(np.mean(list(scores.values())))
     print(f"overall: {overall:.3f}")
-    trained = encoder.config
     body = (
         f"## Copy detection: {args.name} ({today()})\n\n"
         f"`uv run python -m bench.copies --data {args.data} --encoder {args.encoder} --name {args.name} "
         f"--sample {args.sample}{f' --split {args.split}' if args.split else ''}` on {machine()}. "
-        f"Index of {count:,} images built in {build_s:.0f} s ({trained.arch}, {encoder.feature_dim}-d, "
-        f"embedding at {trained.image_size} px); {len(sample)} sampled images x {len(EDITS)} edits queried "
+        f"Index of {count:,} images built in {build_s:.0f} s ({encoder.arch}, {encoder.feature_dim}-d, "
+        f"embedding at {encoder.image_size} px, {encoder.runtime} runtime); "
+        f"{len(sample)} sampled images x {len(EDITS)} edits queried "
         f"through the service's decode + embed + search in {query_s:.0f} s. Top-1: the original is the first hit.\n\n"
         + table(
             ["edit", "top-1"],

@@ -62,3 +62,8 @@ def search_param_name(index: faiss.Index) -> str | None:
     except RuntimeError:
         pass
     return "efSearch" if hasattr(faiss.downcast_index(inner), "hnsw") else None
+
+
+def set_threads(n: int) -> None:
+    """FAISS's OpenMP threads for this process (searches and builds)."""
+    faiss.omp_set_num_threads(max(1, n))

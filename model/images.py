@@ -124,16 +124,26 @@ def decode_square(data: bytes, size: int, max_pixels: int = MAX_IMAGE_PIXELS) ->
     return decode_opened(open_image(data, max_pixels), size)
 
 
-def decode_image(
-    data: bytes, size: int, max_pixels: int = MAX_IMAGE_PIXELS, formats: frozenset[str] | None = None
-) -> DecodedImage:
-    """Bytes -> the square and the original's size, opened once. With `formats`, any other
-    format is an UnsupportedImageTypeError."""
+def open_checked(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, formats: frozenset[str] | None = None) -> Image.Image:
+    """`open_image` (header only), and with `formats`, any other format is an
+    UnsupportedImageTypeError."""
     img = open_image(data, max_pixels)
     if formats is not None and img.format not in formats:
         raise UnsupportedImageTypeError(f"unsupported image type {img.format}; send JPEG, PNG, WebP, GIF, BMP or TIFF")
+    return img
+
+
+def decode_checked(img: Image.Image, size: int) -> DecodedImage:
+    """An image from `open_checked` -> the square and the original's size."""
     width, height = img.size
     return DecodedImage(decode_opened(img, size), width, height)
+
+
+def decode_image(
+    data: bytes, size: int, max_pixels: int = MAX_IMAGE_PIXELS, formats: frozenset[str] | None = None
+) -> DecodedImage:
+    """Bytes -> the square and the original's size, opened once (see `open_checked`)."""
+    return decode_checked(open_checked(data, max_pixels, formats), size)
 
 
 @dataclass

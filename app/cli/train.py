@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from app.cli.common import DataOpt, app, auto_preset, configure, data_path, fail, is_main_process, sample_path
+from model.config import ARCHS, LOSSES, OPTIMIZERS, PRESETS
 
 
 @app.command()
@@ -20,8 +21,9 @@ def train(
     preset: Annotated[
         str,
         typer.Option(
-            help="auto (chosen from the collection) | cpu-small | resnet18 | resnet50 | pretrained-lite0 "
-            "(adapts an ImageNet network)"
+            help="auto (chosen from the collection) | "
+            + " | ".join(PRESETS)
+            + " (pretrained-*: adapts an ImageNet network)"
         ),
     ] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out exactly.")] = False,
@@ -32,11 +34,11 @@ def train(
     batch_size: Annotated[int | None, typer.Option(help="Images per batch (2 views each).")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
     temperature: Annotated[float | None, typer.Option(help="NT-Xent temperature tau.")] = None,
-    optimizer: Annotated[str | None, typer.Option(help="sgd | lars")] = None,
-    loss: Annotated[str | None, typer.Option(help="ntxent | supcon (supcon needs labels)")] = None,
+    optimizer: Annotated[str | None, typer.Option(help=" | ".join(OPTIMIZERS))] = None,
+    loss: Annotated[str | None, typer.Option(help=" | ".join(LOSSES) + " (supcon needs labels)")] = None,
     weight_decay: Annotated[float | None, typer.Option()] = None,
     warmup_epochs: Annotated[float | None, typer.Option()] = None,
-    arch: Annotated[str | None, typer.Option(help="small_cnn | resnet18 | resnet34 | resnet50")] = None,
+    arch: Annotated[str | None, typer.Option(help=" | ".join(ARCHS))] = None,
     width: Annotated[int | None, typer.Option(help="Base width of the small CNN.")] = None,
     image_size: Annotated[int | None, typer.Option(help="Side of the images f sees.")] = None,
     view_size: Annotated[int | None, typer.Option(help="Side of the training views at the end of training.")] = None,

@@ -20,7 +20,7 @@ AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-def get_rebuilder(request: Request) -> Rebuilder:
+async def get_rebuilder(request: Request) -> Rebuilder:
     found: Rebuilder = request.app.state.rebuilder
     return found
 
