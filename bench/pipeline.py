@@ -24,12 +24,13 @@ from pathlib import Path
 import torch
 
 from bench.report import machine, table, today, write_section
-from model.config import RunConfig, override, preset
+from model.config import RunConfig, override
 from model.embed import pick_device
 from model.encoder import SimCLRModel
 from model.feed import CachedFeed, prepare_data
 from model.loss import NTXentLoss
 from model.optim import build_optimizer
+from model.presets import preset
 from model.run_dir import MetricsLog
 from model.train import EpochRun, train_one_epoch
 from model.train_state import TrainState

@@ -38,12 +38,12 @@ from index.build import build_index
 from index.store import load
 from index.versions import IndexNotFoundError, read_manifest
 from model.checkpoint import save_encoder
-from model.config import preset
 from model.data import iter_records
 from model.encoder import build_backbone
 from model.hardware import usable_cores
 from model.images import decode_square
 from model.onnx_export import export_onnx
+from model.presets import preset
 from model.runtime import load_runtime
 
 

@@ -6,6 +6,9 @@ and appends to the journal before it returns. A rebuild takes a `snapshot()` (a 
 catalog copy and journal position) and later `hand_over()`s to the version it built: under the
 write lock, the writes journalled meanwhile move to the new version, which is published and
 opened, and this one is retired.
+
+Kept whole (about 280 lines): every method of ImageIndex works under the same lock on the same
+three objects (FAISS index, catalog, journal); split, the locking rules would be in two places.
 """
 
 from __future__ import annotations

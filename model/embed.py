@@ -84,7 +84,7 @@ class Encoder:
         """uint8 (N, S, S, 3) -> float32 (N, d) unit vectors."""
         if len(pixels) == 0:
             return np.empty((0, self.feature_dim), np.float32)
-        return self.embed_uint8(torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2))
+        return self.embed_uint8(torch.from_numpy(np.require(pixels, np.uint8, ["C", "W"])).permute(0, 3, 1, 2))
 
 
 def load_encoder(path: str | os.PathLike[str], device: str | None = None, threads: int | None = None) -> Encoder:

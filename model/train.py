@@ -4,6 +4,9 @@ Reading order: `train` -> `_train` (open the run folder, data, model, speed and 
 then `_loop`, then `_save_encoder`) -> `train_one_epoch` (the steps). What it writes is
 described in model.run_dir; checkpoints and resume are model.checkpoint; evaluation between
 epochs is model.evaluate.evaluate_epoch.
+
+Kept whole (about 360 lines): the step, the epoch and the run share one state and one set of
+stop rules (schedule end, budget, this call's deadline, divergence); everything else is split out.
 """
 
 from __future__ import annotations

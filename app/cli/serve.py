@@ -63,7 +63,7 @@ def demo(
     from index.build import build_index
     from index.versions import IndexNotFoundError, read_manifest
     from model.checksum import file_sha256
-    from model.config import preset as get_preset
+    from model.presets import preset as get_preset
     from model.runtime import load_runtime
     from model.train import NonFiniteLossError
     from model.train import train as run_train

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from app.cli.common import DataOpt, app, auto_preset, configure, data_path, fail, is_main_process, sample_path
-from model.config import ARCHS, LOSSES, OPTIMIZERS, PRESETS
+from model.config import ARCHS, LOSSES, OPTIMIZERS
+from model.presets import PRESETS
 
 
 @app.command()
@@ -73,7 +74,7 @@ def train(
     """Train a SimCLR encoder on unlabelled images."""
     configure(verbose, threads)
     from model.config import override
-    from model.config import preset as get_preset
+    from model.presets import preset as get_preset
     from model.train import NonFiniteLossError
     from model.train import train as run_train
 

@@ -74,12 +74,12 @@ def test_clear_errors(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_trains_indexes_and_reuses(image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from model import config
+    from model import presets
 
-    small = config.preset("cpu-small")
+    small = presets.preset("cpu-small")
     small.encoder.width, small.train.epochs, small.train.knn_every = 4, 1, 0
     small.train.minutes = 0.0  # one epoch, not the preset's time budget
-    monkeypatch.setattr(config, "preset", lambda name: small)
+    monkeypatch.setattr(presets, "preset", lambda name: small)
     work = tmp_path / "demo"
     first = run("demo", "--data", str(image_folder), "--workdir", str(work), "--no-serve")
     assert "training a cpu-small encoder" in first and "indexing" in first

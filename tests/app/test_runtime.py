@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from index.store import load
 from model.embed import load_encoder
@@ -35,6 +36,15 @@ print(json.dumps({"info": info, "ids": [n["id"] for n in found["neighbours"]], "
 """
 
 
+def run_without_torch(script: str, *paths: Path) -> Any:
+    """Run `script` in a fresh interpreter; what it printed last, as JSON."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *map(str, paths)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_service_runs_the_export_without_torch(
     tiny_encoder: Path, tiny_index: Path, image_folder: Path, tmp_path: Path
 ) -> None:
@@ -44,15 +54,7 @@ def test_service_runs_the_export_without_torch(
     index = tmp_path / "idx"
     shutil.copytree(tiny_index, index)
     query = sorted(image_folder.rglob("*.png"))[7]
-    done = subprocess.run(
-        [sys.executable, "-c", SERVE_WITHOUT_TORCH, str(encoder), str(index), str(query)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_without_torch(SERVE_WITHOUT_TORCH, encoder, index, query)
     assert result["torch"] is None and result["info"]["encoder_runtime"] == "onnx"
     # The same neighbours as torch's embedding of the query, searched directly.
     vector = embed_bytes(load_encoder(tiny_encoder), [query.read_bytes()])
@@ -78,13 +80,5 @@ print(json.dumps(ready))
 
 
 def test_a_torch_encoder_without_torch_says_how_to_export(tiny_encoder: Path, tiny_index: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", READY_WITHOUT_TORCH, str(tiny_encoder), str(tiny_index)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    ready = json.loads(done.stdout.strip().splitlines()[-1])
+    ready = run_without_torch(READY_WITHOUT_TORCH, tiny_encoder, tiny_index)
     assert ready["ready"] is False and "export-onnx" in ready["detail"]

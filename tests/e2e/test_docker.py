@@ -19,10 +19,10 @@ import torch
 
 from index.build import build_index
 from model.checkpoint import save_encoder
-from model.config import preset
 from model.embed import load_encoder
 from model.encoder import build_backbone
 from model.onnx_export import export_onnx
+from model.presets import preset
 from tests.conftest import encode, pattern_image
 from tests.e2e.conftest import free_port, wait_ready
 

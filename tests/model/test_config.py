@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from model.config import ARCHS, PRESETS, EncoderConfig, RunConfig, TrainConfig, override, preset
+from model.config import ARCHS, EncoderConfig, RunConfig, TrainConfig, override
+from model.presets import PRESETS, preset
 
 
 def test_every_registered_preset_builds_and_round_trips() -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.config import EncoderConfig, preset
+from model.config import EncoderConfig
 from model.encoder import ProjectionHead, SimCLRModel
+from model.presets import preset
 
 
 @pytest.mark.parametrize(("name", "feature_dim"), [("cpu-small", 192), ("resnet18", 512), ("resnet50", 2048)])

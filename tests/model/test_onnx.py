@@ -13,11 +13,11 @@ import torch
 from index.build import build_index
 from index.store import load
 from model.checkpoint import save_encoder
-from model.config import PRESETS, preset
 from model.embed import load_encoder
 from model.encoder import build_backbone
 from model.onnx_export import export_onnx
 from model.onnx_runtime import OnnxEncoder, export_source_sha256
+from model.presets import PRESETS, preset
 from model.runtime import Runtime, embed_bytes, load_runtime, onnx_path_for
 
 
