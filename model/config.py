@@ -130,6 +130,9 @@ class TrainConfig:
     backbone_lr_scale: float = 1.0
     freeze_bn: bool = False
     frozen_blocks: int = 0
+    # A pretrained network (model.pretrained) that a run from scratch must beat, as it ships, on
+    # held-out copy retrieval at the end (model.adapt); "" compares with nothing.
+    rival: str = ""
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

@@ -48,6 +48,7 @@ def _cpu_small(name: str) -> RunConfig:
             warmup_epochs=0.25,
             knn_every=5,
             max_minutes=13.0,
+            rival="efficientnet_lite0",  # kept instead when it retrieves held-out copies better
         ),
     )
 
@@ -69,6 +70,7 @@ def _resnet(name: str) -> RunConfig:
             warmup_epochs=10,
             knn_every=10,
             knn_bank=50_000,
+            rival="efficientnet_lite0",
         ),
     )
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from model.config import EncoderConfig
+
 
 @dataclass(frozen=True)
 class StartingPoint:
@@ -92,14 +94,8 @@ def load_weights(backbone: nn.Module, name: str) -> StartingPoint:
     return point
 
 
-def export_as_is(name: str, out: str | Path, image_size: int | None = None) -> Path:
-    """Write the starting point itself, untrained on the collection, as an `encoder.pt`.
-
-    The file holds the weights, so serving and indexing need no package; `image_size` is the
-    side f embeds at (default: the network's native size).
-    """
-    from model.checkpoint import save_encoder
-    from model.config import EncoderConfig
+def as_is(name: str, image_size: int | None = None) -> tuple[nn.Module, EncoderConfig, int]:
+    """A starting point as it ships: (backbone in eval mode, its config, feature size)."""
     from model.encoder import build_backbone
 
     point = starting_point(name)
@@ -112,6 +108,19 @@ def export_as_is(name: str, out: str | Path, image_size: int | None = None) -> P
     )
     backbone, dim = build_backbone(cfg)
     load_weights(backbone, name)
+    return backbone.eval(), cfg, dim
+
+
+def export_as_is(name: str, out: str | Path, image_size: int | None = None) -> Path:
+    """Write the starting point itself, untrained on the collection, as an `encoder.pt`.
+
+    The file holds the weights, so serving and indexing need no package; `image_size` is the
+    side f embeds at (default: the network's native size).
+    """
+    from model.checkpoint import save_encoder
+
+    point = starting_point(name)
+    backbone, cfg, dim = as_is(name, image_size)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     trained = {
@@ -121,5 +130,5 @@ def export_as_is(name: str, out: str | Path, image_size: int | None = None) -> P
         "package": point.package,
         "licence": point.licence,
     }
-    save_encoder(path, backbone.eval(), cfg, dim, trained=trained)
+    save_encoder(path, backbone, cfg, dim, trained=trained)
     return path

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from model.adapt import keep_better
+from model.adapt import keep_better, keep_better_than_rival
 from model.checkpoint import save_encoder
 from model.config import RunConfig
 from model.feed import EvalSet
@@ -27,24 +27,41 @@ def release(
     data: str,
     run_dir: Path,
     *,
-    adapt: bool,
+    final: bool,
     device: torch.device,
 ) -> str | None:
-    """Write encoder.pt and encoder.onnx; with `adapt`, of whichever of the adapted and the
-    starting network retrieves edited copies better (model.adapt). Returns what to tell the user."""
-    backbone, adaptation, message = state.model.backbone, None, None
-    if adapt:
-        backbone, adaptation = keep_better(state.model.backbone, cfg.encoder, evalset.heldout, device)
+    """Write encoder.pt and encoder.onnx. At the end of a run, of whichever network retrieves
+    edited copies of held-out images better (model.adapt): the adapted one or the pretrained one
+    it started from; the one trained from scratch or the run's rival as it ships. Returns what to
+    tell the user."""
+    backbone, enc_cfg, dim = state.model.backbone, cfg.encoder, state.model.feature_dim
+    adaptation, choice, message = None, None, None
+    if final and cfg.encoder.init:
+        backbone, adaptation = keep_better(backbone, enc_cfg, evalset.heldout, device)
         (run_dir / "adaptation.json").write_text(json.dumps(adaptation, indent=2) + "\n")
         message = f"kept the {adaptation['kept']} network (copy retrieval on held-out images, adaptation.json)"
+    elif final and cfg.train.rival:
+        backbone, enc_cfg, rival_dim, choice = keep_better_than_rival(
+            backbone, enc_cfg, cfg.train.rival, evalset.heldout, device
+        )
+        dim = rival_dim or dim
+        (run_dir / "choice.json").write_text(json.dumps(choice, indent=2) + "\n")
+        if "skipped" not in choice:
+            scores = choice["copy_retrieval"]
+            message = (
+                f"kept the {choice['kept']} network: copy retrieval on held-out images, trained "
+                f"{scores['trained']['overall']:.3f} vs {cfg.train.rival} as it ships "
+                f"{scores[cfg.train.rival]['overall']:.3f} (choice.json)"
+            )
     encoder_path = run_dir / ENCODER
     save_encoder(
         encoder_path,
         backbone,
-        cfg.encoder,
-        state.model.feature_dim,
+        enc_cfg,
+        dim,
         trained={
             "adaptation": adaptation,
+            "choice": choice,
             "data": str(data),
             "step": state.step,
             "total_steps": cfg.train.total_steps,

