@@ -19,6 +19,9 @@ process takes with batch N*B (tests/model/test_distributed.py checks this with g
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -119,9 +122,23 @@ class _AllReduceWithGrad(torch.autograd.Function):
         return grad
 
 
+_LOCAL_ONLY: ContextVar[bool] = ContextVar("local_only", default=False)
+
+
+@contextmanager
+def local_only() -> Iterator[None]:
+    """Within it, the loss's gathers see this process's batch alone: for work that processes
+    do a different number of times (timed trial steps), where a collective would deadlock."""
+    token = _LOCAL_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _LOCAL_ONLY.reset(token)
+
+
 def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """(n, ...) on each of W processes -> (W * n, ...), rank order; gradients flow back to every rank."""
-    if not current().enabled:
+    if not current().enabled or _LOCAL_ONLY.get():
         return x
     return cast(torch.Tensor, _GatherWithGrad.apply(x))
 

@@ -15,6 +15,7 @@ import torch
 
 from model.augment import SimCLRAugment
 from model.config import RunConfig
+from model.distributed import local_only
 from model.loss import NTXentLoss
 
 
@@ -42,9 +43,12 @@ class TrialSteps:
         v1, v2 = self.augment(self.images, self.gen, size)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             _, z = self.model(torch.cat([v1, v2]).contiguous(memory_format=fmt))
-        loss = self.loss(*z.float().chunk(2))
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        # Processes may run different numbers of trial steps (slow candidates are cut on each
+        # one's own timings): no collective may happen here, or they would wait for each other.
+        with local_only():
+            loss = self.loss(*z.float().chunk(2))
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
         self.opt.step()
         self._sync()
         return time.perf_counter() - start

@@ -192,3 +192,27 @@ def test_timed_choices_agree_across_processes(tmp_path: Path) -> None:
     run_processes(2, _timing_worker, tmp_path)
     agreed = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     assert agreed[0] == agreed[1] == {"fp32": 2.0, "bf16": float("inf"), 24: pytest.approx(0.4)}
+
+
+def _uneven_trials_worker(rank: int, out: Path) -> None:
+    from datetime import timedelta
+
+    from model.encoder import SimCLRModel
+    from model.trial import TrialSteps
+    from tests.conftest import tiny_config
+
+    # A short timeout: a trial step that waited for the other process would fail, not hang.
+    dist.init_process_group("gloo", timeout=timedelta(seconds=60))
+    cfg = tiny_config()
+    trials = TrialSteps(SimCLRModel(cfg.encoder), cfg, torch.device("cpu"), images=4)
+    for _ in range(1 + 2 * rank):  # rank 0 one step, rank 1 three: as when a candidate is cut on one
+        trials.run(16, bf16=False, channels_last=False)
+    dist.barrier()
+    (out / f"done{rank}").write_text("ok")
+    dist.destroy_process_group()
+
+
+def test_trial_steps_need_no_other_process(tmp_path: Path) -> None:
+    """Processes may run different numbers of timed trial steps; none may wait for another."""
+    run_processes(2, _uneven_trials_worker, tmp_path)
+    assert (tmp_path / "done0").exists() and (tmp_path / "done1").exists()
