@@ -23,13 +23,13 @@ from app.config import Settings
 from app.service import Live, SearchService, ServiceNotReadyError
 
 
-async def get_settings(request: Request) -> Settings:
+async def app_settings(request: Request) -> Settings:
     """The app's settings (given to create_app), shared by every request."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 # Ids are SQLite INTEGER PRIMARY KEYs: anything outside 0 .. 2^63 - 1 cannot exist (422, not a crash).
 ImageId = Annotated[int, Path(ge=0, le=2**63 - 1, description="Stable 64-bit image id.")]
 

@@ -108,7 +108,6 @@ class SearchService:
     def load(self) -> None:
         """Load the encoder and the index (blocking; run it off the event loop)."""
         s = self.settings
-        set_threads(s.search_threads)
         encoder = load_runtime(s.encoder_path, s.runtime, s.device, threads=s.encoder_threads or usable_cores())
         # Writable: half-written versions are cleaned up and journalled writes replayed.
         index = load(s.index_path, encoder_checksum=encoder.checksum, writable=True)
@@ -129,16 +128,21 @@ class SearchService:
     def _embed_batch(self, pixels: list[np.ndarray]) -> list[np.ndarray]:
         return list(self.require().encoder.embed_pixels(np.stack(pixels)))
 
+    def _search(self, index: ImageIndex, vectors: np.ndarray, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Every search of the service: FAISS's OpenMP thread count holds per calling thread, so
+        it is set in the thread that searches (search_threads; see app.config)."""
+        set_threads(self.settings.search_threads)
+        return index.search(vectors, k)
+
     def _search_batch(self, lookups: list[Lookup]) -> list[tuple[np.ndarray, np.ndarray]]:
         """One batched search per index version in the batch (a swap may leave two)."""
-        set_threads(self.settings.search_threads)  # OpenMP's thread count is per calling thread
         out: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0, np.float32), np.empty(0, np.int64))] * len(lookups)
         groups: dict[int, tuple[ImageIndex, list[int]]] = {}
         for i, lookup in enumerate(lookups):
             groups.setdefault(id(lookup.index), (lookup.index, []))[1].append(i)
         for index, members in groups.values():
             k = max(lookups[i].k for i in members)
-            scores, ids = index.search(np.stack([lookups[i].vector for i in members]), k)
+            scores, ids = self._search(index, np.stack([lookups[i].vector for i in members]), k)
             for row, i in enumerate(members):
                 out[i] = (scores[row][: lookups[i].k], ids[row][: lookups[i].k])
         return out
@@ -209,7 +213,7 @@ class SearchService:
         """Search in a worker thread (FAISS releases the GIL) and join catalog rows."""
         started = time.perf_counter()
         extra = 1 if exclude is not None else 0
-        scores, ids = await run_blocking(index.search, vectors, k + extra)
+        scores, ids = await run_blocking(self._search, index, vectors, k + extra)
         results = [self.join(index, s, i, k, min_score, exclude) for s, i in zip(scores, ids, strict=True)]
         _observe("search", started, timings)
         return results

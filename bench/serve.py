@@ -27,6 +27,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from subprocess import DEVNULL
 
@@ -188,16 +190,22 @@ def wait_until_ready(proc: subprocess.Popen[bytes], port: int) -> subprocess.Pop
     raise RuntimeError("server did not become ready in 120 s")
 
 
-def http_limit(bodies: list[tuple[bytes, str]], requests: int, seconds: float) -> float:
-    """q/s of the bare FastAPI endpoint at concurrency 16, with the benchmark's client."""
-    port = free_port()
-    proc = bare_http(port)
+@contextmanager
+def stopped_after(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    """The server process, terminated (and waited for) when the block ends, however it ends."""
     try:
-        load_test(port, bodies, 4, 200, 5)  # warm-up
-        return load_test(port, bodies, 16, 4 * requests, seconds)["qps"]
+        yield proc
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def http_limit(bodies: list[tuple[bytes, str]], requests: int, seconds: float) -> float:
+    """q/s of the bare FastAPI endpoint at concurrency 16, with the benchmark's client."""
+    port = free_port()
+    with stopped_after(bare_http(port)):
+        load_test(port, bodies, 4, 200, 5)  # warm-up
+        return load_test(port, bodies, 16, 4 * requests, seconds)["qps"]
 
 
 def main() -> None:
@@ -235,8 +243,7 @@ def main() -> None:
             limit = 1 / (1 / batched + 1 / http_qps)
             print(f"{name} {runtime}: bare {bare_ms:.2f} ms, {batched:.0f} img/s, limit {limit:.0f} q/s", flush=True)
             port = free_port()
-            proc = serve(enc_path, index_dir, port, runtime)
-            try:
+            with stopped_after(serve(enc_path, index_dir, port, runtime)):
                 load_test(port, bodies, 4, 40, 10)  # warm-up
                 for c in (1, 4, 16):
                     r = load_test(port, bodies, c, args.requests, args.seconds)
@@ -260,9 +267,6 @@ def main() -> None:
                             f"{r['qps'] / limit:.2f}",
                         ]
                     )
-            finally:
-                proc.terminate()
-                proc.wait(10)
     body = (
         f"## Serving ({today()})\n\n`uv run python -m bench.serve --data DATA "
         + " ".join(f"--encoder {e}" for e in args.encoder)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.serve import free_port, load_test, multipart, sample_queries, wait_until_ready
+from bench.serve import free_port, load_test, multipart, sample_queries, stopped_after, wait_until_ready
 
 
 def one_run(
@@ -29,13 +29,9 @@ def one_run(
     env = {**os.environ, "PYTHONPATH": str(tree), "LATENT_SEARCH_RUNTIME": runtime}
     cmd = [sys.executable, "-m", "app.cli", "serve", "--encoder", encoder, "--index", index, "--port", str(port)]
     proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until_ready(proc, port)
-    try:
+    with stopped_after(wait_until_ready(proc, port)):
         load_test(port, bodies, 4, 60, 10)  # warm-up
         return {c: load_test(port, bodies, c, 300, 15) for c in (1, 16)}
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def main() -> None:
