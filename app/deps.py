@@ -8,6 +8,8 @@ dependency per request that cost more than the work (profiled with py-spy under 
 - `KDep`, `ImagesDep`: the `k` query parameter and a request's image list, checked against
   the configured limits (422 past them).
 - `read_upload`: an upload's bytes, 413 past the size limit.
+- `FilterDep`: the optional `label` / `uri_prefix` filters of searches and browsing.
+- `LabelText`, `UriText`: metadata as the service accepts it (bounded, no control characters).
 - `AdminDep`: the bearer key for write and admin endpoints, when one is configured.
 Bad image bytes raise model.images errors, which app.main maps to 400 / 413 / 415.
 """
@@ -18,9 +20,11 @@ import hmac
 from typing import Annotated, NoReturn
 
 from fastapi import Depends, File, HTTPException, Path, Query, Request, UploadFile
+from pydantic import StringConstraints
 
 from app.config import Settings
 from app.service import Live, SearchService, ServiceNotReadyError
+from index.catalog import LABEL_MAX_CHARS, URI_MAX_CHARS, CatalogFilter
 
 
 async def app_settings(request: Request) -> Settings:
@@ -79,6 +83,31 @@ async def checked_images(
 
 
 ImagesDep = Annotated[list[UploadFile], Depends(checked_images)]
+
+# Printable text: no control characters (a NUL or an escape in a label is a bug, not a label).
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+LabelText = Annotated[str, StringConstraints(min_length=1, max_length=LABEL_MAX_CHARS, pattern=TEXT_PATTERN)]
+UriText = Annotated[str, StringConstraints(min_length=1, max_length=URI_MAX_CHARS, pattern=TEXT_PATTERN)]
+MAX_FILTER_LABELS = 100
+
+
+async def catalog_filter(
+    label: Annotated[
+        list[LabelText] | None,
+        Query(
+            max_length=MAX_FILTER_LABELS,
+            description="Only images with one of these labels (repeat the parameter).",
+            examples=[["cat", "dog"]],
+        ),
+    ] = None,
+    uri_prefix: Annotated[
+        UriText | None, Query(description="Only images whose uri starts with this.", examples=["train/"])
+    ] = None,
+) -> CatalogFilter:
+    return CatalogFilter(tuple(dict.fromkeys(label or ())), uri_prefix)
+
+
+FilterDep = Annotated[CatalogFilter, Depends(catalog_filter)]
 
 
 async def read_upload(upload: UploadFile, settings: Settings) -> bytes:

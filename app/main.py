@@ -15,12 +15,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.routing import Match
 
+from app.collection import DuplicateCache
 from app.config import Settings, get_settings
 from app.jobs import Rebuilder
 from app.metrics import REQUEST_SECONDS, REQUESTS
 from app.offload import run_blocking
-from app.routes import images, search, status, web, writes
+from app.openapi import install_schema
+from app.routes import collection, images, search, status, web, writes
 from app.service import SearchService, ServiceNotReadyError
 from model.images import ImageTooLargeError, UnreadableImageError, UnsupportedImageTypeError
 
@@ -43,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service = SearchService(settings)
         app.state.service = service
         app.state.rebuilder = Rebuilder(service, settings.rebuild_duty_cycle)
+        app.state.duplicates = DuplicateCache()
         service.start()
         loader = asyncio.create_task(_load(service))
         try:
@@ -85,12 +89,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"detail": str(exc)}, 415)
         return JSONResponse({"detail": f"not a readable image: {exc}"}, 400)
 
+    @app.exception_handler(405)
+    async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+        """405 with an Allow header that lists the methods of every route on the path (Starlette
+        names only those of the first route it matched: GET /images/{id} but not DELETE)."""
+        allowed: set[str] = set()
+        for route in app.router.routes:
+            match, _ = route.matches({**request.scope, "method": "GET"})
+            if match != Match.NONE:
+                allowed |= getattr(route, "methods", None) or set()
+        headers = {"Allow": ", ".join(sorted(allowed))}
+        return JSONResponse({"detail": f"method {request.method} not allowed here"}, 405, headers=headers)
+
     @app.exception_handler(ServiceNotReadyError)
     async def not_ready(request: Request, exc: ServiceNotReadyError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 503)
 
-    for router in (search.router, images.router, writes.router, status.router, web.router):
+    for router in (search.router, collection.router, images.router, writes.router, status.router, web.router):
         app.include_router(router)
+    install_schema(app, settings)
     return app
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 
 class Neighbour(BaseModel):
@@ -100,3 +100,97 @@ class RebuildJobInfo(BaseModel):
     error: str | None
     version: str | None = Field(description="The published version, once succeeded.")
     timings: dict[str, float]
+
+
+class CatalogImage(BaseModel):
+    """An indexed image as the catalog knows it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"id": 7, "uri": "train/cat/0007.jpg", "label": "cat", "width": 32,
+                                         "height": 32, "added_at": "2026-11-26T12:00:00+00:00"}]}
+    )  # fmt: skip
+
+    id: int
+    uri: str
+    label: str | None
+    width: int
+    height: int
+    added_at: str
+
+
+class BrowseResponse(BaseModel):
+    images: list[CatalogImage] = Field(description="Catalog rows in id order.")
+    next_cursor: int | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    index_version: str
+
+
+class LabelCount(BaseModel):
+    label: str | None = Field(description="A label; null counts the unlabelled images.")
+    count: int
+
+
+class LabelsResponse(BaseModel):
+    labels: list[LabelCount] = Field(description="Commonest first.")
+    index_version: str
+
+
+class DuplicateMember(BaseModel):
+    id: int
+    uri: str
+    label: str | None
+    score: float = Field(description="Highest cosine to another image of the group (1.0 for byte copies only).")
+    copies: list[str] = Field(description="Other uris of byte-identical files merged into this image at ingest.")
+
+
+class DuplicateGroup(BaseModel):
+    size: int = Field(description="Files in the group: its images and their byte-identical copies.")
+    exact_only: bool = Field(description="True when the group is one image and its byte-identical copies.")
+    images: list[DuplicateMember] = Field(description="Best connected first.")
+
+
+class DuplicatesResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{
+            "threshold": 0.95, "total_groups": 1, "images_searched": 60000, "seconds": 11.5, "next_cursor": None,
+            "groups": [{"size": 2, "exact_only": False, "images": [
+                {"id": 3, "uri": "a.jpg", "label": None, "score": 0.98, "copies": []},
+                {"id": 9, "uri": "a-small.jpg", "label": None, "score": 0.98, "copies": ["backup/a-small.jpg"]},
+            ]}],
+            "index_version": "20261126T125959Z-efd043",
+        }]}
+    )  # fmt: skip
+
+    threshold: float
+    groups: list[DuplicateGroup] = Field(description="This page of the groups, largest first.")
+    total_groups: int
+    images_searched: int
+    seconds: float = Field(description="Time the search for groups took (0 when answered from the cache).")
+    next_cursor: int | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    index_version: str
+
+
+class MapPoint(BaseModel):
+    id: int
+    x: float = Field(ge=0, le=1)
+    y: float = Field(ge=0, le=1)
+    label: str | None
+
+
+class MapResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{
+            "points": [{"id": 1, "x": 0.25, "y": 0.75, "label": "cat"}], "next_cursor": None, "total_points": 1,
+            "method": "t-SNE (perplexity 30) of 50 principal components", "collection_size": 1,
+            "spread": {"std_ratio": 0.8, "effective_rank": 40.0}, "warning": None,
+            "index_version": "20261126T125959Z-efd043",
+        }]}
+    )  # fmt: skip
+
+    points: list[MapPoint] = Field(description="This page of the mapped images (removed images left out).")
+    next_cursor: int | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    total_points: int = Field(description="Points on the whole map (a sample for a large collection).")
+    method: str = Field(description="How the 2-D coordinates were made.")
+    collection_size: int = Field(description="Images in the index when the map was made.")
+    spread: dict[str, float] = Field(description="How spread out the mapped vectors are (model.spread).")
+    warning: str | None = Field(description="Set when the space looks collapsed.")
+    index_version: str

@@ -25,7 +25,7 @@ from app.config import Settings
 from app.metrics import BATCH_SIZE, INDEX_SIZE, STAGE_SECONDS
 from app.offload import run_blocking
 from app.schemas import Timings
-from index.catalog import CatalogRow, NewImage
+from index.catalog import CatalogFilter, CatalogRow, NewImage
 from index.faiss_index import set_threads
 from index.images import ImageStore
 from index.store import ImageIndex, IndexRetiredError, load
@@ -128,11 +128,13 @@ class SearchService:
     def _embed_batch(self, pixels: list[np.ndarray]) -> list[np.ndarray]:
         return list(self.require().encoder.embed_pixels(np.stack(pixels)))
 
-    def _search(self, index: ImageIndex, vectors: np.ndarray, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def _search(
+        self, index: ImageIndex, vectors: np.ndarray, k: int, where: CatalogFilter | None = None
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Every search of the service: FAISS's OpenMP thread count holds per calling thread, so
         it is set in the thread that searches (search_threads; see app.config)."""
         set_threads(self.settings.search_threads)
-        return index.search(vectors, k)
+        return index.search(vectors, k, where)
 
     def _search_batch(self, lookups: list[Lookup]) -> list[tuple[np.ndarray, np.ndarray]]:
         """One batched search per index version in the batch (a swap may leave two)."""
@@ -190,11 +192,21 @@ class SearchService:
         return await self.embed_async(decoded.pixels, timings)
 
     async def search_upload(
-        self, index: ImageIndex, data: bytes, k: int, min_score: float | None, timings: Timings
+        self,
+        index: ImageIndex,
+        data: bytes,
+        k: int,
+        min_score: float | None,
+        timings: Timings,
+        where: CatalogFilter | None = None,
     ) -> list[Hit]:
         """Upload bytes -> its neighbours in `index`: decoded on the pool, embedded and then
-        searched each together with whatever other queries reached that stage meanwhile."""
+        searched each together with whatever other queries reached that stage meanwhile (a
+        filtered search goes on its own: its candidates are not the batch's)."""
         vector = await self.embed_upload(data, timings)
+        if where is not None and not where.empty:
+            (hits,) = await self.search_vectors(index, vector[None, :], k, min_score, timings, where=where)
+            return hits
         started = time.perf_counter()
         scores, ids = await self.searcher.submit(Lookup(vector, index, k))
         hits = self.join(index, scores, ids, k, min_score)
@@ -209,11 +221,12 @@ class SearchService:
         min_score: float | None,
         timings: Timings,
         exclude: int | None = None,
+        where: CatalogFilter | None = None,
     ) -> list[list[Hit]]:
         """Search in a worker thread (FAISS releases the GIL) and join catalog rows."""
         started = time.perf_counter()
         extra = 1 if exclude is not None else 0
-        scores, ids = await run_blocking(self._search, index, vectors, k + extra)
+        scores, ids = await run_blocking(self._search, index, vectors, k + extra, where)
         results = [self.join(index, s, i, k, min_score, exclude) for s, i in zip(scores, ids, strict=True)]
         _observe("search", started, timings)
         return results

@@ -65,7 +65,11 @@ class EmbeddedPart:
     vectors: np.ndarray  # (n, d) float32
     rows: list[NewImage]
     skipped: int
-    duplicates: int
+    copies: list[tuple[str, str]]  # (sha256, uri) of byte-identical duplicates dropped
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.copies)
 
 
 def _embed_part(
@@ -79,7 +83,7 @@ def _embed_part(
 ) -> EmbeddedPart:
     skips = SkipCount()
     seen_sha: set[str] = set()
-    duplicates = 0
+    copies: list[tuple[str, str]] = []
     positions: list[int] = []
     vectors: list[np.ndarray] = []
     rows: list[NewImage] = []
@@ -99,7 +103,7 @@ def _embed_part(
         fresh = []
         for _, item in chunk:
             if item.meta.sha256 in seen_sha:
-                duplicates += 1
+                copies.append((item.meta.sha256, item.meta.uri))
                 continue
             seen_sha.add(item.meta.sha256)
             fresh.append(item)
@@ -117,7 +121,7 @@ def _embed_part(
         np.concatenate(vectors).astype(np.float32) if vectors else np.empty((0, encoder.feature_dim), np.float32),
         rows,
         skips.skipped,
-        duplicates,
+        copies,
     )
 
 
@@ -128,14 +132,14 @@ def merge_parts(parts: list[EmbeddedPart]) -> EmbeddedPart:
     rows = [row for p in parts for row in p.rows]
     keep: list[int] = []
     seen: set[str] = set()
+    copies = [c for p in parts for c in p.copies]
     for i in np.argsort(positions, kind="stable"):
         if rows[i].sha256 not in seen:
             seen.add(rows[i].sha256)
             keep.append(int(i))
-    duplicates = sum(p.duplicates for p in parts) + len(rows) - len(keep)
-    return EmbeddedPart(
-        positions[keep], vectors[keep], [rows[i] for i in keep], sum(p.skipped for p in parts), duplicates
-    )
+        else:
+            copies.append((rows[i].sha256, rows[i].uri))
+    return EmbeddedPart(positions[keep], vectors[keep], [rows[i] for i in keep], sum(p.skipped for p in parts), copies)
 
 
 def embed_collection(
@@ -145,8 +149,9 @@ def embed_collection(
     workers: int | None = None,
     progress: bool = True,
     store: ImageStore | None = None,
-) -> tuple[np.ndarray, list[NewImage], dict[str, int]] | None:
-    """Every readable, distinct image of a collection -> (vectors (N, d), catalog rows, stats).
+) -> tuple[EmbeddedPart, dict[str, int]] | None:
+    """Every readable, distinct image of a collection, embedded (vectors, catalog rows, the
+    uris of byte-identical copies), and stats.
 
     With `store`, each image's bytes are also kept in the content-addressed image store. Under
     torchrun (model.distributed) each process decodes and embeds every world_size-th image and
@@ -164,11 +169,13 @@ def embed_collection(
             return None
         part = merge_parts(gathered)
     stats = {"seen": total, "skipped": part.skipped, "duplicates": part.duplicates}
+    if part.duplicates:
+        LOG.info("%d byte-identical duplicate(s) kept once, their other uris recorded as copies", part.duplicates)
     if stats["skipped"]:
         LOG.warning("skipped %d unreadable image(s)", stats["skipped"])
     if not part.rows:
         raise ValueError(f"no readable images in {str(data)!r}")
-    return part.vectors, part.rows, stats
+    return part, stats
 
 
 def build_index(
@@ -193,12 +200,14 @@ def build_index(
     embedded = embed_collection(encoder, data, batch_size, progress=progress, store=store)
     if embedded is None:  # another process than rank 0 under torchrun: its share is handed over
         return None
-    vectors, rows, stats = embedded
+    part, stats = embedded
+    vectors = part.vectors
     embed_seconds = time.perf_counter() - started
     staged = staging_dir(out)
     try:
         with Catalog(staged / CATALOG_FILE) as catalog:
-            ids = np.array([i for i, _ in catalog.add(rows)], dtype=np.int64)
+            ids = np.array([i for i, _ in catalog.add(part.rows)], dtype=np.int64)
+            catalog.add_copies(part.copies)
         _, manifest = stage_version(
             staged,
             vectors,

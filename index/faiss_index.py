@@ -1,7 +1,10 @@
-"""Making and adjusting FAISS indexes: build from a factory string (with 64-bit ids), and set
-the one search parameter each kind has (nprobe for IVF, efSearch for HNSW)."""
+"""Making and adjusting FAISS indexes: build from a factory string (with 64-bit ids), set
+the one search parameter each kind has (nprobe for IVF, efSearch for HNSW), and search among
+a subset of ids (filters)."""
 
 from __future__ import annotations
+
+import math
 
 import faiss
 import numpy as np
@@ -67,3 +70,35 @@ def search_param_name(index: faiss.Index) -> str | None:
 def set_threads(n: int) -> None:
     """FAISS's OpenMP threads for this process (searches and builds)."""
     faiss.omp_set_num_threads(max(1, n))
+
+
+def search_among(
+    index: faiss.Index, queries: np.ndarray, k: int, allowed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of `queries` among the ids in `allowed` only (FAISS id selector), -1 padded.
+
+    The result is the k nearest *matching* images, not the k nearest filtered down: an IVF
+    index probes nprobe / (share of the index allowed) lists, so that about as many
+    candidates are scored as an unfiltered search scores (all lists, i.e. exact, for a rare
+    filter); HNSW widens efSearch the same way. Where that still finds fewer than k (or all
+    the allowed, if fewer), the caller falls back to exact search over the allowed vectors.
+    """
+    share = max(len(allowed) / max(int(index.ntotal), 1), 1e-9)
+    selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+    inner = unwrap(index)
+    params: faiss.SearchParameters
+    try:
+        ivf = faiss.extract_index_ivf(inner)
+        params = faiss.SearchParametersIVF()
+        params.nprobe = min(int(ivf.nlist), math.ceil(ivf.nprobe / share))
+    except RuntimeError:
+        if hasattr(inner, "hnsw"):
+            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+            ef = math.ceil(max(inner.hnsw.efSearch, k) / share)
+            params.efSearch = max(min(int(index.ntotal), ef), k)  # type: ignore[attr-defined]
+        else:
+            params = faiss.SearchParameters()
+    params.sel = selector
+    scores, ids = index.search(queries, k, params=params)
+    del selector  # SWIG does not keep it alive through params: it must outlive the search
+    return scores, ids

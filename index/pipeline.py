@@ -1,4 +1,4 @@
-"""The one index pipeline: vectors and ids -> plan -> build -> tune -> check -> a staged version.
+"""The one index pipeline: vectors and ids -> plan -> build -> tune -> check -> map -> a staged version.
 
 `latent-search index build` (index.build, from a collection) and the service's rebuild
 (app.jobs, from the live catalog) both stage a version through `stage_version`; each then
@@ -17,6 +17,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from index.atlas import DEFAULT_MAP_SAMPLE, compute_map, save_map
 from index.faiss_index import build_faiss
 from index.plan import DEFAULT_MEMORY_BUDGET, DEFAULT_RECALL_TARGET, plan_index
 from index.tuning import tune_index
@@ -30,6 +31,7 @@ class BuildOptions:
     factory: str | None = None  # a FAISS factory string; None: index.plan chooses
     memory_budget: int = DEFAULT_MEMORY_BUDGET
     target_recall: float = DEFAULT_RECALL_TARGET
+    map_sample: int = DEFAULT_MAP_SAMPLE  # images on the collection's 2-D map (index.atlas); 0: no map
 
 
 def stage_version(
@@ -52,11 +54,16 @@ def stage_version(
     tuning = tune_index(index, vectors, ids, options.target_recall)
     check_built(index, vectors, ids, exact=plan.factory.endswith("Flat"))
     faiss.write_index(index, str(staged / INDEX_FILE))
+    if options.map_sample > 0:
+        collection_map = compute_map(vectors, ids, options.map_sample)
+        save_map(staged, collection_map)
+        facts["map"] = collection_map.meta()
     if "seconds" in facts:  # what the caller spent before (embedding), plus building and tuning
         before = facts["seconds"]
         facts["seconds"] = {
             **before,
             "index": round(build_seconds, 2),
+            **({"map": round(facts["map"]["seconds"], 2)} if "map" in facts else {}),
             "total": round(sum(before.values()) + time.perf_counter() - started, 2),
         }
     manifest = Manifest(

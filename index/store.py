@@ -14,6 +14,7 @@ three objects (FAISS index, catalog, journal); split, the locking rules would be
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import shutil
@@ -24,8 +25,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index.catalog import Catalog, CatalogRow, NewImage
-from index.faiss_index import set_search_param, unwrap
+from index.atlas import MAP_FILE, CollectionMap, load_map
+from index.catalog import Catalog, CatalogFilter, CatalogRow, NewImage
+from index.faiss_index import search_among, set_search_param, unwrap
 from index.journal import AddEntry, Entry, Journal, RemoveEntry
 from index.rwlock import RWLock
 from index.versions import (
@@ -75,6 +77,7 @@ class ImageIndex:
         self.index, self.catalog, self.manifest, self.path, self.journal = index, catalog, manifest, path, journal
         self.lock = RWLock()
         self.retired = False  # set (under the write lock) when a rebuild swaps in a new version
+        self.generation = 0  # counts writes, so that results derived from the contents can be cached
         for value in manifest.search_params.values():
             set_search_param(self.index, int(value))
         self._enable_lookup_by_id()
@@ -91,8 +94,11 @@ class ImageIndex:
     def version(self) -> str:
         return self.manifest.version
 
-    def search(self, vectors: np.ndarray, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Top-k by cosine for each row of `vectors` (unit vectors, (Q, d) float32).
+    def search(
+        self, vectors: np.ndarray, k: int, where: CatalogFilter | None = None
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Top-k by cosine for each row of `vectors` (unit vectors, (Q, d) float32), among the
+        images `where` selects when given (the k nearest matching images, see search_among).
 
         Returns (scores, ids), one array per query, best first, FAISS's -1 padding removed
         (so a query may get fewer than k hits when the index holds fewer than k images).
@@ -102,12 +108,27 @@ class ImageIndex:
             raise ValueError(f"queries must be (Q, {self.dim}), got {queries.shape}")
         if k < 1:
             raise ValueError("k must be >= 1")
-        with self.lock.read():
-            if self.index.ntotal == 0:
+        with self.lock.read():  # the catalog and the index agree under the lock
+            allowed = None if where is None or where.empty else np.array(self.catalog.matching_ids(where), np.int64)
+            n = int(self.index.ntotal) if allowed is None else len(allowed)
+            if n == 0:
                 return [np.empty(0, np.float32)] * len(queries), [np.empty(0, np.int64)] * len(queries)
-            scores, ids = self.index.search(queries, min(k, int(self.index.ntotal)))
+            if allowed is None:
+                scores, ids = self.index.search(queries, min(k, n))
+            else:
+                scores, ids = search_among(self.index, queries, min(k, n), allowed)
+                short = (ids < 0).any(axis=1)
+                if short.any():  # the approximate search under-filled some rows: exact for those
+                    scores[short], ids[short] = self._exact_among(queries[short], min(k, n), allowed)
         keep = ids >= 0
         return [s[m] for s, m in zip(scores, keep, strict=True)], [i[m] for i, m in zip(ids, keep, strict=True)]
+
+    def _exact_among(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Brute force over the stored vectors of `allowed` (caller holds the read lock)."""
+        stored = self.vectors_locked(allowed)
+        sims = queries @ stored.T
+        top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(sims, top, axis=1), allowed[top]
 
     def add(self, vectors: np.ndarray, images: list[NewImage]) -> list[tuple[int, bool]]:
         """Add images (catalog rows + vectors) under the write lock: (id, created) each.
@@ -120,12 +141,15 @@ class ImageIndex:
         with self.lock.write():
             self._check_live()
             results = self.catalog.add(images)
+            self.generation += 1
             fresh = [i for i, (_, created) in enumerate(results) if created]
             if fresh:
                 ids = np.array([results[i][0] for i in fresh], dtype=np.int64)
                 self.index.add_with_ids(vecs[fresh], ids)
-                if self.journal is not None:  # durable before the caller acknowledges
-                    self.journal.append([AddEntry(results[i][0], images[i], vecs[i]) for i in fresh])
+            if self.journal is not None:  # durable before the caller acknowledges
+                # Known bytes too: replayed, they record the uri they came under as a copy.
+                entries = [AddEntry(i, img, v) for (i, _), img, v in zip(results, images, vecs, strict=True)]
+                self.journal.append(entries)
         return results
 
     def remove(self, ids: list[int]) -> int:
@@ -134,6 +158,7 @@ class ImageIndex:
             self._check_live()
             self._remove_from_index(ids)
             removed = self.catalog.remove(ids)
+            self.generation += 1
             if self.journal is not None and removed:
                 self.journal.append([RemoveEntry(tuple(int(i) for i in ids))])
             return removed
@@ -167,19 +192,32 @@ class ImageIndex:
             n += 1
         return n
 
+    @functools.cached_property
+    def map(self) -> CollectionMap | None:
+        """The version's 2-D map (index.atlas), read on first use; None if it has none."""
+        return load_map(self.path) if self.path is not None else None
+
     def rows(self, ids: list[int]) -> dict[int, CatalogRow]:
         return self.catalog.get(ids)
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """Stored vectors by id (approximate for PQ indexes)."""
         with self.lock.read():
-            return np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.empty((0, self.dim))
+            return self.vectors_locked(ids)
+
+    def vectors_locked(self, ids: np.ndarray) -> np.ndarray:
+        """`vectors`, for a caller that already holds the lock."""
+        if not len(ids):
+            return np.empty((0, self.dim), np.float32)
+        return np.asarray(self.index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64)))
 
     def save(self, directory: Path) -> None:
         """Write index, catalog and manifest into `directory` (a staging folder)."""
         with self.lock.read():
             faiss.write_index(self.index, str(directory / INDEX_FILE))
             self.catalog.backup_to(directory / CATALOG_FILE)
+        if self.path is not None and (self.path / MAP_FILE).exists():  # the map of the version written on
+            shutil.copy2(self.path / MAP_FILE, directory / MAP_FILE)
         (directory / MANIFEST_FILE).write_text(replace(self.manifest, count=self.count).to_json())
 
     def commit(self, root: str | Path) -> str:

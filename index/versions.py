@@ -61,6 +61,7 @@ class Manifest:
     skipped_unreadable: int | None = None
     duplicates: int | None = None
     seconds: dict[str, float] | None = None
+    map: dict[str, Any] | None = None  # index.atlas: how the 2-D map was made, the space's spread
     # ... or a rebuild by the service, or a commit of its journalled writes.
     rebuilt_by_job: str | None = None
     committed_at: str | None = None

@@ -1,8 +1,8 @@
 """How healthy a representation space is, from features alone (no labels).
 
 Alignment and uniformity (Wang & Isola 2020), per-dimension std of normalised h, effective
-rank (Roy & Vetterli 2007). A collapsed encoder has std -> 0 and rank -> 1; `collapse_warning`
-says so in words.
+rank (Roy & Vetterli 2007). A collapsed encoder has std -> 0 and rank -> 1;
+`model.spread.collapse_warning` says so in words (torch-free: the service uses it too).
 """
 
 from __future__ import annotations
@@ -10,6 +10,10 @@ from __future__ import annotations
 import math
 
 import torch
+
+from model.spread import collapse_warning
+
+__all__ = ["alignment", "collapse_warning", "effective_rank", "health", "uniformity"]
 
 
 def alignment(h1: torch.Tensor, h2: torch.Tensor, alpha: float = 2.0) -> float:
@@ -48,18 +52,3 @@ def health(h: torch.Tensor, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, flo
         "dim": float(d),
         "samples": float(h.shape[0]),
     }
-
-
-def collapse_warning(stats: dict[str, float]) -> str | None:
-    """A human-readable warning if the health stats look like a (partial) collapse."""
-    if stats["std_ratio"] < 0.1:
-        return (
-            f"representation collapse: per-dimension std is {stats['feature_std']:.4f} "
-            f"({stats['std_ratio']:.3f} of a uniform spread); lower the learning rate or "
-            "raise the temperature"
-        )
-    # n samples span at most n - 1 dimensions: judge the rank against what the sample can show.
-    reachable = min(stats["dim"], stats.get("samples", stats["dim"] + 1) - 1)
-    if stats["effective_rank"] < max(2.0, 0.01 * reachable) and reachable >= 2:
-        return f"dimensional collapse: effective rank {stats['effective_rank']:.1f} of {int(stats['dim'])} dimensions"
-    return None

@@ -95,3 +95,47 @@ def index_export(
         fail(exc)
         return
     typer.echo(f"wrote {n} embeddings to {out}")
+
+
+@app.command("duplicates")
+def duplicates(
+    path: Annotated[Path, typer.Argument(help="Index directory.")],
+    threshold: Annotated[float, typer.Option(help="Cosine at or above which two images are near duplicates.")] = 0.95,
+    out: Annotated[Path | None, typer.Option(help="Write every group to this .json or .csv file.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Find groups of near-duplicate and byte-identical images in an index."""
+    configure(verbose, None)
+    from index.duplicates import TooManyPairsError, find_duplicates, write_groups
+    from index.store import load
+    from index.versions import IndexNotFoundError
+
+    if out is not None and out.suffix not in (".json", ".csv"):
+        fail(ValueError(f"--out must end in .json or .csv, not {out.suffix!r}"))
+    if not -1 <= threshold <= 1:
+        fail(ValueError("--threshold is a cosine: between -1 and 1"))
+    try:
+        opened = load(path)
+    except IndexNotFoundError as exc:
+        fail(exc)
+        return
+    try:
+        report = find_duplicates(opened, threshold)
+        rows = opened.rows([m.id for g in report.groups for m in g.members])
+    except TooManyPairsError as exc:
+        fail(exc)
+        return
+    finally:
+        opened.close()
+    in_groups = sum(g.size for g in report.groups)
+    typer.echo(
+        f"{len(report.groups)} group(s), {in_groups} files in them, among {report.images} images "
+        f"(cosine >= {threshold}) in {report.seconds:.1f} s"
+    )
+    for group in report.groups[:5]:
+        kind = "byte-identical copies" if group.exact_only else "near duplicates"
+        names = ", ".join(rows[m.id].uri for m in group.members[:4] if m.id in rows)
+        typer.echo(f"  {group.size:>5} {kind}: {names}{' ...' if group.size > 4 else ''}")
+    if out is not None:
+        write_groups(report, rows, out)
+        typer.echo(f"wrote {out}")

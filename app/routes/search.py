@@ -8,7 +8,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 
-from app.deps import ImageId, ImagesDep, KDep, LiveDep, ServiceDep, SettingsDep, read_upload
+from app.deps import FilterDep, ImageId, ImagesDep, KDep, LiveDep, ServiceDep, SettingsDep, read_upload
 from app.schemas import ERROR_RESPONSES, BatchSearchResponse, Neighbour, SearchResponse, Timings
 from app.service import Hit
 
@@ -32,11 +32,13 @@ async def search(
     settings: SettingsDep,
     image: Annotated[UploadFile, File(description="The query image (JPEG, PNG, WebP, ...).")],
     k: KDep,
+    where: FilterDep,
     min_score: MinScore = None,
 ) -> SearchResponse:
-    """Find the images most similar to an uploaded image."""
+    """Find the images most similar to an uploaded image (among those the filters select)."""
     timings = Timings()
-    hits = await service.search_upload(live.index, await read_upload(image, settings), k, min_score, timings)
+    data = await read_upload(image, settings)
+    hits = await service.search_upload(live.index, data, k, min_score, timings, where)
     return SearchResponse(neighbours=to_schema(hits), index_version=live.index.version, timings=timings)
 
 
@@ -47,13 +49,14 @@ async def search_batch(
     settings: SettingsDep,
     images: ImagesDep,
     k: KDep,
+    where: FilterDep,
     min_score: MinScore = None,
 ) -> BatchSearchResponse:
     """Search for several uploaded images at once: one result list per image."""
     timings = Timings()
     blobs = [await read_upload(img, settings) for img in images]
     vectors = await asyncio.gather(*(service.embed_upload(b, timings) for b in blobs))
-    results = await service.search_vectors(live.index, np.stack(vectors), k, min_score, timings)
+    results = await service.search_vectors(live.index, np.stack(vectors), k, min_score, timings, where=where)
     return BatchSearchResponse(
         results=[to_schema(r) for r in results], index_version=live.index.version, timings=timings
     )
@@ -65,7 +68,7 @@ async def search_batch(
     responses={404: {"description": "Unknown image id."}, **ERROR_RESPONSES},
 )
 async def similar(
-    live: LiveDep, service: ServiceDep, image_id: ImageId, k: KDep, min_score: MinScore = None
+    live: LiveDep, service: ServiceDep, image_id: ImageId, k: KDep, where: FilterDep, min_score: MinScore = None
 ) -> SearchResponse:
     """More like this: search by an image already in the index (itself excluded)."""
     index, timings = live.index, Timings()
@@ -76,5 +79,7 @@ async def similar(
     except RuntimeError as exc:  # in the catalog but not (or no longer) in the index
         raise HTTPException(404, f"no image with id {image_id} in the index") from exc
     vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
-    (hits,) = await service.search_vectors(index, vector.astype(np.float32), k, min_score, timings, exclude=image_id)
+    (hits,) = await service.search_vectors(
+        index, vector.astype(np.float32), k, min_score, timings, exclude=image_id, where=where
+    )
     return SearchResponse(neighbours=to_schema(hits), index_version=index.version, timings=timings)

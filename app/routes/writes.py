@@ -7,7 +7,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request, Response
 
-from app.deps import AdminDep, ImageId, ImagesDep, ReadyGuard, ServiceDep, SettingsDep, read_upload, unprocessable
+from app.deps import (
+    AdminDep,
+    ImageId,
+    ImagesDep,
+    LabelText,
+    ReadyGuard,
+    ServiceDep,
+    SettingsDep,
+    UriText,
+    read_upload,
+    unprocessable,
+)
 from app.jobs import Rebuilder, RebuildRunningError
 from app.offload import run_blocking
 from app.schemas import ERROR_RESPONSES, AddedImage, AddImagesResponse, RebuildJobInfo, RebuildRequest, Timings
@@ -39,8 +50,8 @@ async def add_images(
     service: ServiceDep,
     settings: SettingsDep,
     images: ImagesDep,
-    labels: Annotated[list[str] | None, Form(description="Optional label per image, in order.")] = None,
-    uris: Annotated[list[str] | None, Form(description="Optional source URI per image, in order.")] = None,
+    labels: Annotated[list[LabelText] | None, Form(description="Optional label per image, in order.")] = None,
+    uris: Annotated[list[UriText] | None, Form(description="Optional source URI per image, in order.")] = None,
 ) -> AddImagesResponse:
     """Store, embed and index images; durable when this answers 201. Same bytes: same id."""
     for name, values in (("labels", labels), ("uris", uris)):
