@@ -28,6 +28,7 @@ from app.service import SearchService, ServiceNotReadyError
 from model.images import ImageTooLargeError, UnreadableImageError, UnsupportedImageTypeError
 
 LOG = logging.getLogger(__name__)
+ROUTERS = (search.router, collection.router, images.router, writes.router, status.router, web.router)
 
 
 async def _load(service: SearchService) -> None:
@@ -94,10 +95,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """405 with an Allow header that lists the methods of every route on the path (Starlette
         names only those of the first route it matched: GET /images/{id} but not DELETE)."""
         allowed: set[str] = set()
-        for route in app.router.routes:
-            match, _ = route.matches({**request.scope, "method": "GET"})
-            if match != Match.NONE:
-                allowed |= getattr(route, "methods", None) or set()
+        for route in [*app.router.routes, *(route for router in ROUTERS for route in router.routes)]:
+            methods = getattr(route, "methods", None)
+            if methods and route.matches({**request.scope, "method": "GET"})[0] != Match.NONE:
+                allowed |= methods
         headers = {"Allow": ", ".join(sorted(allowed))}
         return JSONResponse({"detail": f"method {request.method} not allowed here"}, 405, headers=headers)
 
@@ -105,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def not_ready(request: Request, exc: ServiceNotReadyError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 503)
 
-    for router in (search.router, collection.router, images.router, writes.router, status.router, web.router):
+    for router in ROUTERS:
         app.include_router(router)
     install_schema(app, settings)
     return app

@@ -69,6 +69,9 @@ async def duplicates(
     ] = DEFAULT_THRESHOLD,
     cursor: Cursor = 0,
     limit: Annotated[int, Query(ge=1, le=100, description="Groups per page.")] = 20,
+    images_per_group: Annotated[
+        int, Query(ge=1, le=1000, description="Images listed per group, best connected first (size counts all).")
+    ] = 50,
 ) -> DuplicatesResponse:
     """Groups of near-duplicate images (connected by cosine >= threshold) and of byte-identical
     files, largest first. The first request for a threshold searches the whole index (seconds at
@@ -79,14 +82,14 @@ async def duplicates(
     except TooManyPairsError as exc:
         raise HTTPException(422, str(exc)) from exc
     page = report.groups[cursor : cursor + limit]
-    rows = live.index.rows([m.id for g in page for m in g.members])
+    rows = live.index.rows([m.id for g in page for m in g.members[:images_per_group]])
     groups = [
         DuplicateGroup(
             size=g.size,
             exact_only=g.exact_only,
             images=[
                 DuplicateMember(id=m.id, uri=row.uri, label=row.label, score=round(m.score, 6), copies=list(m.copies))
-                for m in g.members
+                for m in g.members[:images_per_group]
                 if (row := rows.get(m.id)) is not None
             ],
         )
