@@ -84,8 +84,8 @@ def main() -> None:
             page.wait_for_selector(".group .tile img", timeout=300_000)
             page.fill("#dup-threshold", str(args.threshold))
             page.click("#dup-find")
-            page.wait_for_function(f"document.querySelector('#dup-status').textContent.includes('groups among')"
-                                   f" && document.querySelectorAll('.group').length > 0", timeout=300_000)  # fmt: skip
+            page.wait_for_function("document.querySelector('#dup-status').textContent.includes('groups among')"
+                                   " && document.querySelectorAll('.group').length > 0", timeout=300_000)  # fmt: skip
             page.wait_for_timeout(2000)
             page.screenshot(path=str(args.out / "duplicates-view.png"), full_page=False)
             browser.close()

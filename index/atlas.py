@@ -56,9 +56,7 @@ class CollectionMap:
         }
 
 
-def compute_map(
-    vectors: np.ndarray, ids: np.ndarray, sample: int = DEFAULT_MAP_SAMPLE, seed: int = 0
-) -> CollectionMap:
+def compute_map(vectors: np.ndarray, ids: np.ndarray, sample: int = DEFAULT_MAP_SAMPLE, seed: int = 0) -> CollectionMap:
     """Map (a sample of at most `sample` of) the unit vectors `vectors` with ids `ids` to 2-D."""
     started = time.perf_counter()
     n = len(ids)

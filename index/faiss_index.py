@@ -72,9 +72,7 @@ def set_threads(n: int) -> None:
     faiss.omp_set_num_threads(max(1, n))
 
 
-def search_among(
-    index: faiss.Index, queries: np.ndarray, k: int, allowed: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def search_among(index: faiss.Index, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Top-k of `queries` among the ids in `allowed` only (FAISS id selector), -1 padded.
 
     The result is the k nearest *matching* images, not the k nearest filtered down: an IVF

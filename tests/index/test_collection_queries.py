@@ -33,7 +33,9 @@ def labelled_index(tmp_path: Path, factory: str) -> tuple[ImageIndex, np.ndarray
     return index, vectors, rows
 
 
-def reference(vectors: np.ndarray, rows: list[NewImage], where: CatalogFilter, queries: np.ndarray, k: int) -> list[list[int]]:
+def reference(
+    vectors: np.ndarray, rows: list[NewImage], where: CatalogFilter, queries: np.ndarray, k: int
+) -> list[list[int]]:
     """Brute force over the rows the filter selects (ids are 1-based positions)."""
     keep = np.array([(not where.labels or r.label in where.labels)
                      and (where.uri_prefix is None or r.uri.startswith(where.uri_prefix)) for r in rows])  # fmt: skip

@@ -108,7 +108,11 @@ def test_edited_copies_and_byte_copies_of_images(tiny_encoder: Path, image_folde
     for n, path in enumerate(originals[:3]):
         img = Image.open(path)
         w, h = img.size
-        edited = [jpeg(img, 60), jpeg(img.resize((w * 3 // 4, h * 3 // 4)), 90), jpeg(img.crop((1, 1, w - 1, h - 1)), 95)]
+        edited = [
+            jpeg(img, 60),
+            jpeg(img.resize((w * 3 // 4, h * 3 // 4)), 90),
+            jpeg(img.crop((1, 1, w - 1, h - 1)), 95),
+        ]
         for e, blob in enumerate(edited):
             (path.parent / f"copy-{n}-{e}.jpg").write_bytes(blob)
     shutil.copy(originals[3], originals[3].parent / "same-bytes.png")
@@ -120,7 +124,9 @@ def test_edited_copies_and_byte_copies_of_images(tiny_encoder: Path, image_folde
     vectors = index.vectors(np.array(ids))
     by_id = {i: vectors[p] for p, i in enumerate(ids)}
     uri = lambda p: str(p.relative_to(data))  # noqa: E731
-    pairs = [(rows[uri(o)], rows[f"{uri(o.parent)}/copy-{n}-{e}.jpg"]) for n, o in enumerate(originals[:3]) for e in range(3)]
+    pairs = [
+        (rows[uri(o)], rows[f"{uri(o.parent)}/copy-{n}-{e}.jpg"]) for n, o in enumerate(originals[:3]) for e in range(3)
+    ]
     threshold = min(float(by_id[a] @ by_id[b]) for a, b in pairs) - 1e-4
 
     report = find_duplicates(index, threshold)
@@ -147,7 +153,7 @@ def test_a_byte_copy_added_through_the_journal_survives_a_reload(built: Path) ->
     index = load(built, writable=True)
     row = next(index.catalog.rows())
     vector = index.vectors(np.array([row.id]))
-    (got, created), = index.add(vector, [NewImage("elsewhere/same.png", row.sha256, row.width, row.height)])
+    ((got, created),) = index.add(vector, [NewImage("elsewhere/same.png", row.sha256, row.width, row.height)])
     assert (got, created) == (row.id, False)
     index.close()
     reopened = load(built, writable=True)
