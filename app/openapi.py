@@ -39,7 +39,9 @@ def with_limits(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
             for parameter in operation.get("parameters", []):
                 if parameter.get("name") == "k" and parameter.get("in") == "query":
                     parameter["schema"].update(minimum=1, maximum=settings.max_k)
-    for component in schema.get("components", {}).get("schemas", {}).values():
+    for title, component in schema.get("components", {}).get("schemas", {}).items():
+        if not title.startswith("Body_"):  # request bodies only, not responses that list images
+            continue
         for name, prop in component.get("properties", {}).items():
             if name in PER_IMAGE_FIELDS:
                 for variant in prop.get("anyOf", [prop]):

@@ -81,11 +81,16 @@ class AddedImage(BaseModel):
 class AddImagesResponse(BaseModel):
     images: list[AddedImage]
     index_version: str
+    warnings: list[str] = Field(default_factory=list, description="E.g. labels or uris beyond the images sent.")
 
 
 class RebuildRequest(BaseModel):
-    encoder_path: str | None = Field(None, description="Another encoder.pt on the server to re-embed with.")
-    factory: str | None = Field(None, description="A FAISS factory string instead of the automatic choice.")
+    encoder_path: str | None = Field(
+        None, pattern=r"\S", max_length=4096, description="Another encoder.pt on the server to re-embed with."
+    )
+    factory: str | None = Field(
+        None, pattern=r"\S", max_length=200, description="A FAISS factory string instead of the automatic choice."
+    )
 
 
 class RebuildJobInfo(BaseModel):

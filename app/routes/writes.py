@@ -17,7 +17,6 @@ from app.deps import (
     SettingsDep,
     UriText,
     read_upload,
-    unprocessable,
 )
 from app.jobs import Rebuilder, RebuildRunningError
 from app.offload import run_blocking
@@ -50,19 +49,30 @@ async def add_images(
     service: ServiceDep,
     settings: SettingsDep,
     images: ImagesDep,
-    labels: Annotated[list[LabelText] | None, Form(description="Optional label per image, in order.")] = None,
-    uris: Annotated[list[UriText] | None, Form(description="Optional source URI per image, in order.")] = None,
+    labels: Annotated[
+        list[LabelText] | None, Form(description="Label of each image, in order; images past the list get none.")
+    ] = None,
+    uris: Annotated[
+        list[UriText] | None,
+        Form(description="Source URI of each image, in order; images past the list get upload/<sha256>."),
+    ] = None,
 ) -> AddImagesResponse:
     """Store, embed and index images; durable when this answers 201. Same bytes: same id."""
-    for name, values in (("labels", labels), ("uris", uris)):
-        if values is not None and len(values) != len(images):
-            unprocessable(["body", name], f"give one {name[:-1]} per image ({len(images)}), or none")
+    labels, uris = labels or [], uris or []
+    warnings = [
+        f"{len(values)} {name} for {len(images)} image(s): the last {len(values) - len(images)} were not used"
+        for name, values in (("labels", labels), ("uris", uris))
+        if len(values) > len(images)
+    ]
     blobs = [await read_upload(img, settings) for img in images]
-    uploads = [(b, labels[i] if labels else None, uris[i] if uris else None) for i, b in enumerate(blobs)]
+    uploads = [
+        (b, labels[i] if i < len(labels) else None, uris[i] if i < len(uris) else None) for i, b in enumerate(blobs)
+    ]
     added = await service.add_images(uploads, Timings())
     return AddImagesResponse(
         images=[AddedImage(id=i, created=c, sha256=s) for i, c, s in added],
         index_version=service.require().index.version,  # the version written to (a rebuild may have swapped)
+        warnings=warnings,
     )
 
 
@@ -92,8 +102,6 @@ async def delete_image(service: ServiceDep, rebuilder: RebuilderDep, image_id: I
 async def start_rebuild(rebuilder: RebuilderDep, body: RebuildRequest | None = None) -> RebuildJobInfo:
     """Re-embed the catalog and swap in a new index version in the background."""
     body = body or RebuildRequest()
-    if body.encoder_path is not None and not body.encoder_path.strip():
-        unprocessable(["body", "encoder_path"], "encoder_path must not be empty")
     try:
         job = rebuilder.start(body.encoder_path, body.factory)
     except RebuildRunningError as exc:
