@@ -54,3 +54,48 @@ def test_upload_see_results_click_to_search_again(live_server: str, image_folder
         assert clicked_id not in new_ids and len(new_ids) == 20
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
         browser.close()
+
+
+def test_map_hover_click_and_duplicates_view(live_server: str, tmp_path: Path) -> None:
+    """Open the map, hover a dot (its image shows), click it (a search by that image runs);
+    open the duplicates view (groups with thumbnails, or the count of none)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1000, "height": 900})
+        page.goto(live_server + "/")
+        page.wait_for_function("document.getElementById('index-info').textContent.includes('54 images')")
+        page.click("#tabs button[data-view=map]")
+        page.wait_for_function("window.latentMap.points.length === 54")
+        assert "54 images" in page.locator("#map-info").inner_text()
+        legend = page.locator("#map-legend span").all_inner_texts()
+        assert len(legend) == 3  # the three labels of the fixture collection, one colour each
+        point = page.evaluate("window.latentMap.points[7]")
+        x, y = page.evaluate(f"window.latentMap.screenOf({point['id']})")
+        box = page.locator("#map-canvas").bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + x, box["y"] + y)
+        page.wait_for_selector("#map-tip:not([hidden])")
+        hovered = page.get_attribute("#map-tip", "data-id")
+        page.wait_for_function("document.querySelector('#map-tip img').complete")
+        assert page.eval_on_selector("#map-tip img", "img => img.naturalWidth > 0")
+        with page.expect_response(lambda r: f"/images/{hovered}/similar" in r.url) as response:
+            page.mouse.click(box["x"] + x, box["y"] + y)
+        assert response.value.status == 200
+        assert page.locator("#view-search").is_visible()
+        page.wait_for_selector(".tile img")
+        page.screenshot(path=str(tmp_path / "after-map-click.png"), full_page=True)
+
+        page.click("#tabs button[data-view=duplicates]")
+        page.wait_for_function("document.querySelector('#dup-status').textContent.includes('groups among 54 images')")
+        page.fill("#dup-threshold", "0.5")
+        page.click("#dup-find")
+        page.wait_for_selector(".group .tile img")
+        assert page.locator(".group").count() >= 1
+        assert "near duplicates" in page.locator(".group h3").first.inner_text()
+        page.click("#tabs button[data-view=browse]")
+        page.wait_for_function("document.querySelectorAll('#browse-grid .tile').length === 54")
+        page.select_option("#browse-label", index=1)
+        page.wait_for_function("document.querySelectorAll('#browse-grid .tile').length === 18")
+        browser.close()
