@@ -31,7 +31,7 @@ LOG = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 0.95
 # Range-search results held at once: a batch of queries is sized so that even if every image
 # matched every other its result buffers stay near this many pairs (about 12 bytes each).
-RESULTS_PER_BATCH = 2_000_000
+RESULTS_PER_BATCH = 8_000_000
 MAX_PAIRS = 20_000_000  # pairs within the threshold before the search gives up (~400 MB)
 
 
@@ -86,11 +86,9 @@ def find_duplicates(index: ImageIndex, threshold: float = DEFAULT_THRESHOLD) -> 
 def _edges(
     index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, threshold: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(a, b, cosine) for every pair a < b within the threshold (positions into `ids`)."""
+    """(a, b, cosine) for every pair a < b within the threshold (positions into `ids`, ascending)."""
     if not len(ids):
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
-    position = {int(i): p for p, i in enumerate(ids)}
-    lookup = np.vectorize(position.__getitem__, otypes=[np.int64])
     a_all, b_all, s_all = [], [], []
     searcher = index if _supports_range_search(index) else _flat(vectors, ids)
     batch = int(np.clip(RESULTS_PER_BATCH // len(ids), 32, 2048))
@@ -102,7 +100,7 @@ def _edges(
         counts = bounds[1:] - bounds[:-1]
         owner = np.repeat(np.arange(start, start + len(queries)), counts)
         keep = found >= 0
-        other = lookup(found[keep]) if keep.any() else np.empty(0, np.int64)
+        other = np.searchsorted(ids, found[keep])
         owner, scores = owner[keep], scores[keep]
         pair = owner < other  # each pair once, and never an image with itself
         a_all.append(owner[pair])
