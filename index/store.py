@@ -7,7 +7,7 @@ catalog copy and journal position) and later `hand_over()`s to the version it bu
 write lock, the writes journalled meanwhile move to the new version, which is published and
 opened, and this one is retired.
 
-Kept whole (about 280 lines): every method of ImageIndex works under the same lock on the same
+Kept whole (about 320 lines): every method of ImageIndex works under the same lock on the same
 three objects (FAISS index, catalog, journal); split, the locking rules would be in two places.
 """
 
@@ -18,8 +18,6 @@ import functools
 import json
 import logging
 import shutil
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +28,7 @@ import numpy as np
 from index.atlas import MAP_FILE, CollectionMap, load_map
 from index.catalog import Catalog, CatalogFilter, CatalogRow, NewImage
 from index.faiss_index import search_among, set_search_param, unwrap
+from index.filtering import MatchingIds, exact_among
 from index.journal import AddEntry, Entry, Journal, RemoveEntry
 from index.rwlock import RWLock
 from index.versions import (
@@ -47,7 +46,6 @@ from index.versions import (
 )
 
 LOG = logging.getLogger(__name__)
-FILTER_CACHE_SIZE = 16  # filters whose matching ids are kept (index.store.ImageIndex._matching)
 
 
 class IndexRetiredError(RuntimeError):
@@ -81,8 +79,7 @@ class ImageIndex:
         self.lock = RWLock()
         self.retired = False  # set (under the write lock) when a rebuild swaps in a new version
         self.generation = 0  # counts writes, so that results derived from the contents can be cached
-        self._filter_cache: OrderedDict[tuple[int, CatalogFilter], np.ndarray] = OrderedDict()
-        self._filter_lock = threading.Lock()
+        self.matching = MatchingIds(catalog)
         for value in manifest.search_params.values():
             set_search_param(self.index, int(value))
         self._enable_lookup_by_id()
@@ -114,7 +111,7 @@ class ImageIndex:
         if k < 1:
             raise ValueError("k must be >= 1")
         with self.lock.read():  # the catalog and the index agree under the lock
-            allowed = None if where is None or where.empty else self._matching(where)
+            allowed = None if where is None or where.empty else self.matching.get(where, self.generation)
             n = int(self.index.ntotal) if allowed is None else len(allowed)
             if n == 0:
                 return [np.empty(0, np.float32)] * len(queries), [np.empty(0, np.int64)] * len(queries)
@@ -124,32 +121,10 @@ class ImageIndex:
                 scores, ids = search_among(self.index, queries, min(k, n), allowed)
                 short = (ids < 0).any(axis=1)
                 if short.any():  # the approximate search under-filled some rows: exact for those
-                    scores[short], ids[short] = self._exact_among(queries[short], min(k, n), allowed)
+                    stored = self.vectors_locked(allowed)
+                    scores[short], ids[short] = exact_among(stored, allowed, queries[short], min(k, n))
         keep = ids >= 0
         return [s[m] for s, m in zip(scores, keep, strict=True)], [i[m] for i, m in zip(ids, keep, strict=True)]
-
-    def _matching(self, where: CatalogFilter) -> np.ndarray:
-        """The ids `where` selects (caller holds the read lock): the catalog query costs ~10 ms
-        at 60,000 images, so the last few filters' answers are kept until the next write."""
-        key = (self.generation, where)
-        with self._filter_lock:
-            found = self._filter_cache.get(key)
-            if found is not None:
-                self._filter_cache.move_to_end(key)
-                return found
-        found = np.array(self.catalog.matching_ids(where), np.int64)
-        with self._filter_lock:
-            self._filter_cache[key] = found
-            while len(self._filter_cache) > FILTER_CACHE_SIZE:
-                self._filter_cache.popitem(last=False)
-        return found
-
-    def _exact_among(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Brute force over the stored vectors of `allowed` (caller holds the read lock)."""
-        stored = self.vectors_locked(allowed)
-        sims = queries @ stored.T
-        top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(sims, top, axis=1), allowed[top]
 
     def add(self, vectors: np.ndarray, images: list[NewImage]) -> list[tuple[int, bool]]:
         """Add images (catalog rows + vectors) under the write lock: (id, created) each.

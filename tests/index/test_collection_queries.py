@@ -110,3 +110,18 @@ def test_uri_prefix_is_literal_not_a_pattern(tmp_path: Path) -> None:
     catalog = Catalog(tmp_path / "c.sqlite")
     catalog.add([NewImage("50%_off/a.png", "1" * 64, 1, 1), NewImage("50x_off/b.png", "2" * 64, 1, 1)])
     assert [r.uri for r in catalog.page(CatalogFilter(uri_prefix="50%_"), 0, 10)] == ["50%_off/a.png"]
+
+
+def test_a_write_is_seen_by_the_next_filtered_search(tmp_path: Path) -> None:
+    """The filter's ids are cached; an add or remove must not be served from a stale answer."""
+    index, vectors, _ = labelled_index(tmp_path, "Flat")
+    where = CatalogFilter(("rare",))
+    query = vectors[:1]
+    _, before = index.search(query, 50, where)
+    assert len(before[0]) == 12
+    ((new_id, _),) = index.add(query, [NewImage("new.png", "f" * 64, 8, 8, "rare")])
+    _, after = index.search(query, 50, where)
+    assert len(after[0]) == 13 and after[0][0] == new_id
+    index.remove([new_id])
+    _, again = index.search(query, 50, where)
+    assert sorted(again[0].tolist()) == sorted(before[0].tolist())
