@@ -153,6 +153,16 @@ class DuplicateGroup(BaseModel):
     images: list[DuplicateMember] = Field(description="Best connected first.")
 
 
+class DuplicateCalibration(BaseModel):
+    threshold: float = Field(description="max(copy_p5, neighbour_p95), rounded down to 0.005.")
+    copy_cosine: dict[str, float] = Field(description="Median cosine of an edited copy to its original, per edit.")
+    copy_p5: float = Field(description="5th percentile of the copies' cosines: 95 % of copies score above.")
+    neighbour_median: float = Field(description="Median cosine of an image to its nearest other image.")
+    neighbour_p95: float = Field(description="95th percentile of that: only 1 image in 20 has a neighbour above.")
+    images: int = Field(description="Images edited into copies.")
+    warning: str | None = Field(description="Set when the encoder does not tell copies from similar images.")
+
+
 class DuplicatesResponse(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{
@@ -171,6 +181,9 @@ class DuplicatesResponse(BaseModel):
     images_searched: int
     seconds: float = Field(description="Time the search for groups took (0 when answered from the cache).")
     next_cursor: int | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    calibration: DuplicateCalibration | None = Field(
+        None, description="How the default threshold was measured (only when no threshold was given)."
+    )
     index_version: str
 
 

@@ -100,19 +100,28 @@ def index_export(
 @app.command("duplicates")
 def duplicates(
     path: Annotated[Path, typer.Argument(help="Index directory.")],
-    threshold: Annotated[float, typer.Option(help="Cosine at or above which two images are near duplicates.")] = 0.95,
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Cosine at or above which two images are near duplicates (default: measured, see README)."),
+    ] = None,
+    encoder: Annotated[
+        Path | None, typer.Option(help="Encoder to measure the default threshold with (default: the index's).")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Write every group to this .json or .csv file.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Find groups of near-duplicate and byte-identical images in an index."""
     configure(verbose, None)
+    from index.calibrate import calibrate
     from index.duplicates import TooManyPairsError, find_duplicates, write_groups
+    from index.images import ImageStore
     from index.store import load
     from index.versions import IndexNotFoundError
+    from model.runtime import load_runtime
 
     if out is not None and out.suffix not in (".json", ".csv"):
         fail(ValueError(f"--out must end in .json or .csv, not {out.suffix!r}"))
-    if not -1 <= threshold <= 1:
+    if threshold is not None and not -1 <= threshold <= 1:
         fail(ValueError("--threshold is a cosine: between -1 and 1"))
     try:
         opened = load(path)
@@ -120,9 +129,24 @@ def duplicates(
         fail(exc)
         return
     try:
+        if threshold is None:
+            encoder = encoder or Path(str(opened.manifest.encoder.get("path", "")))
+            if not encoder.is_file():
+                raise FileNotFoundError(
+                    f"the index's encoder {str(encoder)!r} is not here to measure a threshold with: "
+                    "give --threshold, or --encoder with the encoder the index was built with"
+                )
+            found = calibrate(load_runtime(encoder, "auto", "cpu"), opened, ImageStore(path / "images"))
+            threshold = found.threshold
+            typer.echo(
+                f"threshold {threshold} measured: 95 % of resized / re-encoded / cropped copies score >= "
+                f"{found.copy_p5}, 1 image in 20 has a neighbour >= {found.neighbour_p95}"
+            )
+            if found.warning:
+                typer.echo(f"warning: {found.warning}")
         report = find_duplicates(opened, threshold)
         rows = opened.rows([m.id for g in report.groups for m in g.members])
-    except TooManyPairsError as exc:
+    except (TooManyPairsError, FileNotFoundError, ValueError) as exc:
         fail(exc)
         return
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -21,7 +22,7 @@ from app.schemas import (
     MapPoint,
     MapResponse,
 )
-from index.duplicates import DEFAULT_THRESHOLD, TooManyPairsError
+from index.duplicates import TooManyPairsError
 
 router = APIRouter(tags=["collection"])
 
@@ -59,14 +60,21 @@ async def labels(live: LiveDep) -> LabelsResponse:
     "/duplicates",
     response_model=DuplicatesResponse,
     responses={422: {"description": "Bad parameters, or a threshold so low that it joins too many pairs."},
+               409: {"description": "No threshold given and no stored images to measure one with."},
                **NOT_READY},
 )  # fmt: skip
 async def duplicates(
     live: LiveDep,
     request: Request,
     threshold: Annotated[
-        float, Query(ge=0.5, le=1.0, description="Cosine at or above which two images are near duplicates.")
-    ] = DEFAULT_THRESHOLD,
+        float | None,
+        Query(
+            ge=0.5,
+            le=1.0,
+            description="Cosine at or above which two images are near duplicates; "
+            "default: measured for this encoder and collection (see `calibration` in the answer).",
+        ),
+    ] = None,
     cursor: Cursor = 0,
     limit: Annotated[int, Query(ge=1, le=100, description="Groups per page.")] = 20,
     images_per_group: Annotated[
@@ -77,8 +85,17 @@ async def duplicates(
     files, largest first. The first request for a threshold searches the whole index (seconds at
     60,000 images); further pages and repeats come from a cache until the index changes."""
     cache: DuplicateCache = request.app.state.duplicates
+    calibration = None
+    if threshold is not None:
+        chosen = threshold
+    else:
+        try:
+            calibration = await cache.calibration(live)
+        except ValueError as exc:  # no stored image bytes to edit into copies
+            raise HTTPException(409, f"{exc}; give a threshold") from exc
+        chosen = calibration.threshold
     try:
-        report, cached = await cache.get(live.index, threshold)
+        report, cached = await cache.get(live, chosen)
     except TooManyPairsError as exc:
         raise HTTPException(422, str(exc)) from exc
     page = report.groups[cursor : cursor + limit]
@@ -97,12 +114,13 @@ async def duplicates(
     ]
     end = cursor + limit
     return DuplicatesResponse(
-        threshold=threshold,
+        threshold=chosen,
         groups=groups,
         total_groups=len(report.groups),
         images_searched=report.images,
         seconds=0.0 if cached else round(report.seconds, 3),
         next_cursor=end if end < len(report.groups) else None,
+        calibration=dataclasses.asdict(calibration) if calibration is not None else None,
         index_version=live.index.version,
     )
 

@@ -134,3 +134,12 @@ def test_method_not_allowed_names_every_method_of_the_path(writer: TestClient) -
     r = writer.put("/images/1")
     assert r.status_code == 405 and set(r.headers["allow"].split(", ")) >= {"GET", "DELETE"}
     assert writer.delete("/labels").headers["allow"] == "GET"
+
+
+def test_duplicates_without_a_threshold_use_the_measured_one(client: TestClient) -> None:
+    body = client.get("/duplicates").json()
+    calibration = body["calibration"]
+    assert calibration is not None and body["threshold"] == calibration["threshold"]
+    assert 0.5 <= body["threshold"] <= 0.999 and calibration["images"] == 54
+    given = client.get("/duplicates", params={"threshold": 0.99}).json()
+    assert given["calibration"] is None and given["threshold"] == 0.99
