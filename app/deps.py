@@ -35,7 +35,7 @@ async def app_settings(request: Request) -> Settings:
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 # Ids are SQLite INTEGER PRIMARY KEYs: anything outside 0 .. 2^63 - 1 cannot exist (422, not a crash).
-ImageId = Annotated[int, Path(ge=0, le=2**63 - 1, description="Stable 64-bit image id.")]
+ImageId = Annotated[int, Path(ge=0, le=2**63 - 1, description="Stable 64-bit image id.", examples=[1])]
 
 
 async def get_service(request: Request) -> SearchService:
@@ -64,7 +64,9 @@ def unprocessable(location: list[str], message: str) -> NoReturn:
 
 async def checked_k(
     settings: SettingsDep,
-    k: Annotated[int, Query(description="How many neighbours to return (1 to the configured maximum).")] = 10,
+    k: Annotated[
+        int, Query(description="How many neighbours to return (1 to the configured maximum).", examples=[10])
+    ] = 10,
 ) -> int:
     if not 1 <= k <= settings.max_k:
         unprocessable(["query", "k"], f"k must be between 1 and {settings.max_k}")

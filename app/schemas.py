@@ -27,18 +27,91 @@ class Timings(BaseModel):
 
 
 class SearchResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "neighbours": [
+                        {
+                            "id": 5743,
+                            "score": 0.997,
+                            "uri": "train/automobile/0742.jpg",
+                            "label": "automobile",
+                            "width": 32,
+                            "height": 32,
+                        }
+                    ],
+                    "index_version": "20261126T125959Z-efd043",
+                    "timings": {"decode_ms": 0.4, "embed_ms": 1.2, "search_ms": 0.9},
+                }
+            ]
+        }
+    )
+
     neighbours: list[Neighbour]
     index_version: str
     timings: Timings
 
 
 class BatchSearchResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "results": [
+                        [
+                            {
+                                "id": 5743,
+                                "score": 0.997,
+                                "uri": "train/automobile/0742.jpg",
+                                "label": "automobile",
+                                "width": 32,
+                                "height": 32,
+                            }
+                        ],
+                        [
+                            {
+                                "id": 5743,
+                                "score": 0.997,
+                                "uri": "train/automobile/0742.jpg",
+                                "label": "automobile",
+                                "width": 32,
+                                "height": 32,
+                            }
+                        ],
+                    ],
+                    "index_version": "20261126T125959Z-efd043",
+                    "timings": {"decode_ms": 0.4, "embed_ms": 1.2, "search_ms": 0.9},
+                }
+            ]
+        }
+    )
+
     results: list[list[Neighbour]] = Field(description="One neighbour list per uploaded image, in order.")
     index_version: str
     timings: Timings
 
 
 class IndexInfo(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "version": "20261126T125959Z-efd043",
+                    "count": 60000,
+                    "index_type": "IVF1024_HNSW32,Flat",
+                    "search_params": {"nprobe": 32},
+                    "recall_at_10": 0.98,
+                    "dim": 192,
+                    "encoder_sha256": "2de9c1f6...",
+                    "encoder_arch": "small_cnn",
+                    "encoder_runtime": "onnx",
+                    "built_at": "2026-11-26T12:59:59+00:00",
+                }
+            ]
+        }
+    )
+
     version: str
     count: int
     index_type: str | None
@@ -52,10 +125,14 @@ class IndexInfo(BaseModel):
 
 
 class Health(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
     status: str
 
 
 class Ready(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"ready": True, "detail": None}]})
+
     ready: bool
     detail: str | None = None
 
@@ -79,12 +156,28 @@ class AddedImage(BaseModel):
 
 
 class AddImagesResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "images": [{"id": 60001, "created": True, "sha256": "9f86d081..."}],
+                    "index_version": "20261126T125959Z-efd043",
+                    "warnings": [],
+                }
+            ]
+        }
+    )
+
     images: list[AddedImage]
     index_version: str
     warnings: list[str] = Field(default_factory=list, description="E.g. labels or uris beyond the images sent.")
 
 
 class RebuildRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"encoder_path": "runs/new/encoder.pt", "factory": None}]}
+    )
+
     encoder_path: str | None = Field(
         None, pattern=r"\S", max_length=4096, description="Another encoder.pt on the server to re-embed with."
     )
@@ -94,6 +187,26 @@ class RebuildRequest(BaseModel):
 
 
 class RebuildJobInfo(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3f2a9c",
+                    "state": "running",
+                    "done": 12000,
+                    "total": 60000,
+                    "encoder_path": None,
+                    "factory": None,
+                    "created_at": "2026-11-26T13:00:00+00:00",
+                    "finished_at": None,
+                    "error": None,
+                    "version": None,
+                    "timings": {},
+                }
+            ]
+        }
+    )
+
     id: str
     state: str = Field(description="queued | running | succeeded | failed")
     done: int = Field(description="Images re-embedded so far.")
@@ -124,6 +237,27 @@ class CatalogImage(BaseModel):
 
 
 class BrowseResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "images": [
+                        {
+                            "id": 7,
+                            "uri": "train/cat/0007.jpg",
+                            "label": "cat",
+                            "width": 32,
+                            "height": 32,
+                            "added_at": "2026-11-26T12:00:00+00:00",
+                        }
+                    ],
+                    "next_cursor": 7,
+                    "index_version": "20261126T125959Z-efd043",
+                }
+            ]
+        }
+    )
+
     images: list[CatalogImage] = Field(description="Catalog rows in id order.")
     next_cursor: int | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
     index_version: str
@@ -135,6 +269,17 @@ class LabelCount(BaseModel):
 
 
 class LabelsResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "labels": [{"label": "cat", "count": 6000}, {"label": None, "count": 12}],
+                    "index_version": "20261126T125959Z-efd043",
+                }
+            ]
+        }
+    )
+
     labels: list[LabelCount] = Field(description="Commonest first.")
     index_version: str
 

@@ -88,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", type=Path, required=True)
     parser.add_argument("--million", action="store_true", help="also measure the duplicate search at 1M vectors")
+    parser.add_argument("--encoder", type=Path, help="the index's encoder: also time the measured threshold")
     parser.add_argument("--pair-recall", action="store_true", help="also the duplicate pairs an IVF search misses")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -100,6 +101,16 @@ def main() -> None:
         largest = report.groups[0].size if report.groups else 0
         rows.append([f"duplicates, cosine >= {threshold}", f"{report.seconds:.1f} s",
                      f"{len(report.groups):,} groups, largest {largest:,}"])  # fmt: skip
+    if args.encoder is not None:
+        from index.calibrate import calibrate
+        from index.images import ImageStore
+        from model.runtime import load_runtime
+
+        t0 = time.perf_counter()
+        found = calibrate(load_runtime(args.encoder, "auto", "cpu"), index, ImageStore(args.index / "images"))
+        rows.append(["measured duplicate threshold", f"{time.perf_counter() - t0:.1f} s",
+                     f"{found.threshold} (copies' 5th percentile {found.copy_p5}, nearest neighbours' 95th "
+                     f"{found.neighbour_p95}, median {found.neighbour_median})"])  # fmt: skip
     ids = np.array(index.catalog.ids())
     vectors = index.vectors(ids)
     collection_map = compute_map(vectors, ids)
@@ -140,7 +151,8 @@ def main() -> None:
             f"index ({nprobe}), times 50."
         )
     index.close()
-    flags = "".join(f" --{f.replace('_', '-')}" for f in ("pair_recall", "million") if getattr(args, f))
+    flags = f" --encoder {args.encoder}" if args.encoder else ""
+    flags += "".join(f" --{f.replace('_', '-')}" for f in ("pair_recall", "million") if getattr(args, f))
     body = (
         f"## Collection features: duplicates, map, filters, browsing ({today()})\n\n"
         f"`uv run python -m bench.collection --index {args.index}{flags}` on "

@@ -27,7 +27,9 @@ from index.duplicates import TooManyPairsError
 router = APIRouter(tags=["collection"])
 
 NOT_READY: dict[int | str, dict[str, object]] = {503: ERROR_RESPONSES[503]}
-Cursor = Annotated[int, Query(ge=0, le=2**63 - 1, description="Where the previous page ended (its next_cursor).")]
+Cursor = Annotated[
+    int, Query(ge=0, le=2**63 - 1, description="Where the previous page ended (its next_cursor).", examples=[0])
+]
 
 
 @router.get("/images", response_model=BrowseResponse, responses=NOT_READY)
@@ -35,7 +37,7 @@ async def browse(
     live: LiveDep,
     where: FilterDep,
     cursor: Cursor = 0,
-    limit: Annotated[int, Query(ge=1, le=500, description="Images per page.")] = 50,
+    limit: Annotated[int, Query(ge=1, le=500, description="Images per page.", examples=[50])] = 50,
 ) -> BrowseResponse:
     """List the catalog in id order, a page at a time, optionally filtered by label or uri prefix."""
     rows = await run_blocking(live.index.catalog.page, where, cursor, limit + 1)
@@ -73,12 +75,16 @@ async def duplicates(
             le=1.0,
             description="Cosine at or above which two images are near duplicates; "
             "default: measured for this encoder and collection (see `calibration` in the answer).",
+            examples=[0.98],
         ),
     ] = None,
     cursor: Cursor = 0,
-    limit: Annotated[int, Query(ge=1, le=100, description="Groups per page.")] = 20,
+    limit: Annotated[int, Query(ge=1, le=100, description="Groups per page.", examples=[20])] = 20,
     images_per_group: Annotated[
-        int, Query(ge=1, le=1000, description="Images listed per group, best connected first (size counts all).")
+        int,
+        Query(
+            ge=1, le=1000, description="Images listed per group, best connected first (size counts all).", examples=[24]
+        ),
     ] = 50,
 ) -> DuplicatesResponse:
     """Groups of near-duplicate images (connected by cosine >= threshold) and of byte-identical
@@ -134,7 +140,7 @@ async def duplicates(
 async def collection_map(
     live: LiveDep,
     cursor: Cursor = 0,
-    limit: Annotated[int, Query(ge=1, le=10_000, description="Points per page.")] = 5_000,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="Points per page.", examples=[5000])] = 5_000,
 ) -> MapResponse:
     """2-D coordinates of the collection's images (computed at index build), a page at a time."""
     found = await run_blocking(lambda: live.index.map)

@@ -27,7 +27,7 @@ def sniff(data: bytes) -> str:
     "/images/{image_id}",
     response_class=Response,
     responses={
-        200: {"content": {"image/*": {}}, "description": "The image bytes."},
+        200: {"content": {"image/*": {"example": "(the stored image bytes)"}}, "description": "The image bytes."},
         404: {"description": "Unknown id."},
     },
 )

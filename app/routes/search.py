@@ -14,7 +14,9 @@ from app.service import Hit
 
 router = APIRouter(tags=["search"])
 
-MinScore = Annotated[float | None, Query(ge=-1.0, le=1.0, description="Drop neighbours below this cosine.")]
+MinScore = Annotated[
+    float | None, Query(ge=-1.0, le=1.0, description="Drop neighbours below this cosine.", examples=[0.5])
+]
 
 
 def to_schema(hits: list[Hit]) -> list[Neighbour]:

@@ -35,7 +35,11 @@ async def index_info(live: LiveDep) -> IndexInfo:
     return IndexInfo(**SearchService.info(live))
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"example": "latent_search_index_size 60000.0\n"}}}},
+)
 async def metrics(service: ServiceDep) -> PlainTextResponse:
     """Prometheus metrics in text format."""
     if service.live is not None:

@@ -110,7 +110,12 @@ async def start_rebuild(rebuilder: RebuilderDep, body: RebuildRequest | None = N
 
 
 @router.get("/index/rebuild/{job_id}", response_model=RebuildJobInfo, responses={404: {"description": "Unknown job."}})
-async def rebuild_status(rebuilder: RebuilderDep, job_id: Annotated[str, Path(max_length=64)]) -> RebuildJobInfo:
+async def rebuild_status(
+    rebuilder: RebuilderDep,
+    job_id: Annotated[
+        str, Path(max_length=64, description="The id POST /index/rebuild answered with.", examples=["3f2a9c"])
+    ],
+) -> RebuildJobInfo:
     """State, progress, timings and error of a rebuild job."""
     job = rebuilder.jobs.get(job_id)
     if job is None:

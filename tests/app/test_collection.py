@@ -143,3 +143,32 @@ def test_duplicates_without_a_threshold_use_the_measured_one(client: TestClient)
     assert 0.5 <= body["threshold"] <= 0.999 and calibration["images"] == 54
     given = client.get("/duplicates", params={"threshold": 0.99}).json()
     assert given["calibration"] is None and given["threshold"] == 0.99
+
+
+def test_every_operation_has_examples(writer: TestClient) -> None:
+    """Each parameter carries an example, and each success answer with a body shows one."""
+    schema = writer.get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+
+    def shows_example(node: object) -> bool:
+        if isinstance(node, list):
+            return any(shows_example(n) for n in node)
+        if not isinstance(node, dict):
+            return False
+        if "examples" in node or "example" in node:
+            return True
+        if "$ref" in node:
+            return shows_example(components[node["$ref"].rsplit("/", 1)[1]])
+        return any(shows_example(node.get(key)) for key in ("schema", "content", "anyOf", "items"))
+
+    missing = []
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            label = f"{method.upper()} {path}"
+            missing += [f"{label} param {p['name']}" for p in operation.get("parameters", []) if not shows_example(p)]
+            for code, response in operation["responses"].items():
+                if code.startswith("2") and "content" in response:
+                    content = response["content"]
+                    if not any(shows_example(c) for c in content.values()):
+                        missing.append(f"{label} {code}")
+    assert not missing, missing

@@ -109,6 +109,10 @@ def run_and_check(name: str, encoder: Path, index: Path, port: int) -> None:
     assert r.status_code == 200 and len(r.json()["neighbours"]) == 5
     info = httpx.get(f"{base}/index", timeout=10).json()
     assert info["encoder_runtime"] == "onnx" and info["encoder_arch"] == "resnet18"
+    # The collection features need SciPy (duplicate groups) and the measured threshold the encoder.
+    duplicates = httpx.get(f"{base}/duplicates", timeout=60)
+    assert duplicates.status_code == 200 and duplicates.json()["calibration"] is not None
+    assert httpx.get(f"{base}/map", timeout=10).json()["total_points"] == info["count"]
     assert docker("exec", name, "id", "-u") != "0"
     deadline = time.monotonic() + 90
     health = ""
