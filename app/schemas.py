@@ -26,27 +26,18 @@ class Timings(BaseModel):
         return round(value, 3)
 
 
+# Shared by the examples of the search answers.
+VERSION_EXAMPLE = "20261126T125959Z-efd043"
+NEIGHBOUR_EXAMPLE = {"id": 5743, "score": 0.997, "uri": "train/automobile/0742.jpg", "label": "automobile",
+                     "width": 32, "height": 32}  # fmt: skip
+TIMINGS_EXAMPLE = {"decode_ms": 0.4, "embed_ms": 1.2, "search_ms": 0.9}
+
+
 class SearchResponse(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "neighbours": [
-                        {
-                            "id": 5743,
-                            "score": 0.997,
-                            "uri": "train/automobile/0742.jpg",
-                            "label": "automobile",
-                            "width": 32,
-                            "height": 32,
-                        }
-                    ],
-                    "index_version": "20261126T125959Z-efd043",
-                    "timings": {"decode_ms": 0.4, "embed_ms": 1.2, "search_ms": 0.9},
-                }
-            ]
-        }
-    )
+        json_schema_extra={"examples": [{"neighbours": [NEIGHBOUR_EXAMPLE], "index_version": VERSION_EXAMPLE,
+                                         "timings": TIMINGS_EXAMPLE}]}
+    )  # fmt: skip
 
     neighbours: list[Neighbour]
     index_version: str
@@ -55,37 +46,9 @@ class SearchResponse(BaseModel):
 
 class BatchSearchResponse(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "results": [
-                        [
-                            {
-                                "id": 5743,
-                                "score": 0.997,
-                                "uri": "train/automobile/0742.jpg",
-                                "label": "automobile",
-                                "width": 32,
-                                "height": 32,
-                            }
-                        ],
-                        [
-                            {
-                                "id": 5743,
-                                "score": 0.997,
-                                "uri": "train/automobile/0742.jpg",
-                                "label": "automobile",
-                                "width": 32,
-                                "height": 32,
-                            }
-                        ],
-                    ],
-                    "index_version": "20261126T125959Z-efd043",
-                    "timings": {"decode_ms": 0.4, "embed_ms": 1.2, "search_ms": 0.9},
-                }
-            ]
-        }
-    )
+        json_schema_extra={"examples": [{"results": [[NEIGHBOUR_EXAMPLE], [NEIGHBOUR_EXAMPLE]],
+                                         "index_version": VERSION_EXAMPLE, "timings": TIMINGS_EXAMPLE}]}
+    )  # fmt: skip
 
     results: list[list[Neighbour]] = Field(description="One neighbour list per uploaded image, in order.")
     index_version: str
