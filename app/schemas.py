@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic.json_schema import JsonDict
 
 
 class Neighbour(BaseModel):
@@ -28,9 +29,9 @@ class Timings(BaseModel):
 
 # Shared by the examples of the search answers.
 VERSION_EXAMPLE = "20261126T125959Z-efd043"
-NEIGHBOUR_EXAMPLE = {"id": 5743, "score": 0.997, "uri": "train/automobile/0742.jpg", "label": "automobile",
+NEIGHBOUR_EXAMPLE: JsonDict = {"id": 5743, "score": 0.997, "uri": "train/automobile/0742.jpg", "label": "automobile",
                      "width": 32, "height": 32}  # fmt: skip
-TIMINGS_EXAMPLE = {"decode_ms": 0.4, "embed_ms": 1.2, "search_ms": 0.9}
+TIMINGS_EXAMPLE: JsonDict = {"decode_ms": 0.4, "embed_ms": 1.2, "search_ms": 0.9}
 
 
 class SearchResponse(BaseModel):
