@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
-from pydantic.json_schema import JsonDict
+from pydantic.config import JsonDict
 
 
 class Neighbour(BaseModel):
