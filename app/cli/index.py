@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from app.cli.common import DataOpt, app, configure, data_path, fail
+from index.atlas import DEFAULT_MAP_SAMPLE
 from index.plan import DEFAULT_MEMORY_BUDGET, DEFAULT_RECALL_TARGET
 from model.runtime import Runtime
 
@@ -31,6 +32,9 @@ def index_build(
     runtime: Annotated[Runtime, typer.Option(help="What runs the encoder: auto (ONNX when exported), torch, onnx.")] = (
         Runtime.AUTO
     ),
+    map_sample: Annotated[
+        int, typer.Option(help="Images on the collection's 2-D map (t-SNE of a sample; 0: no map).")
+    ] = DEFAULT_MAP_SAMPLE,
     batch_size: Annotated[int, typer.Option()] = 256,
     device: Annotated[str | None, typer.Option()] = None,
     threads: Annotated[int | None, typer.Option()] = None,
@@ -50,7 +54,7 @@ def index_build(
         # Under torchrun: every process embeds a share on its own device; rank 0 builds.
         _, dev, created = setup(device)
         enc = load_runtime(encoder, runtime, str(dev))
-        options = BuildOptions(factory, memory_budget_mb * 2**20, target_recall)
+        options = BuildOptions(factory, memory_budget_mb * 2**20, target_recall, max(0, map_sample))
         report = build_index(enc, data_path(data), out, options=options, batch_size=batch_size)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         fail(exc)

@@ -68,3 +68,21 @@ def test_every_built_version_has_its_map_and_a_commit_keeps_it(built: Path) -> N
     index.commit(built)
     assert (built / "versions" / index.version / MAP_FILE).exists()
     index.close()
+
+
+def test_a_version_built_without_a_map_says_so(tiny_encoder: Path, image_folder: Path, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from index.build import build_index
+    from index.pipeline import BuildOptions
+    from model.embed import load_encoder
+    from tests.app.conftest import make_settings, wait_ready
+
+    root = tmp_path / "idx"
+    build_index(load_encoder(tiny_encoder), image_folder, root, options=BuildOptions(map_sample=0), progress=False)
+    assert "map" not in read_manifest(root) and not list(root.rglob(MAP_FILE))
+    with TestClient(create_app(make_settings(tiny_encoder, root))) as client:
+        wait_ready(client)
+        r = client.get("/map")
+        assert r.status_code == 404 and "no map" in r.json()["detail"]
