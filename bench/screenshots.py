@@ -3,8 +3,8 @@
     uv run python -m bench.screenshots --encoder runs/default/encoder.pt --index indexes/default --out docs
 
 Starts `latent-search serve` on a free port, opens the page in headless Chromium (Playwright,
-/usr/bin/chromium) and writes docs/search-page.png, docs/map-view.png (hovering a point) and
-docs/duplicates-view.png.
+/usr/bin/chromium) and writes docs/search-page.png, docs/browse-view.png (one label),
+docs/map-view.png (hovering a point) and docs/duplicates-view.png.
 """
 
 from __future__ import annotations
@@ -69,6 +69,13 @@ def main() -> None:
             page.wait_for_timeout(1500)
             page.screenshot(path=str(args.out / "search-page.png"), full_page=True)
 
+            page.click("#tabs button[data-view=browse]")
+            page.wait_for_function("document.querySelectorAll('#browse-grid .tile img').length >= 60")
+            page.select_option("#browse-label", index=4)
+            page.wait_for_function("document.querySelector('#browse-status').textContent.includes('shown')")
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(args.out / "browse-view.png"), full_page=False)
+
             page.click("#tabs button[data-view=map]")
             page.wait_for_function("window.latentMap.points.length > 0")
             point = page.evaluate("window.latentMap.points[Math.floor(window.latentMap.points.length / 3)]")
@@ -89,7 +96,7 @@ def main() -> None:
             page.wait_for_timeout(2000)
             page.screenshot(path=str(args.out / "duplicates-view.png"), full_page=False)
             browser.close()
-        print(f"wrote {args.out}/search-page.png, map-view.png, duplicates-view.png")
+        print(f"wrote {args.out}/search-page.png, browse-view.png, map-view.png, duplicates-view.png")
     finally:
         server.terminate()
         server.wait(30)
