@@ -81,6 +81,9 @@ def test_upload_gets_its_documented_status(client: TestClient, name: str) -> Non
     assert client.get("/health").status_code == 200
 
 
+AN_IMAGE = {"images": ("a.png", PNG, "image/png")}
+
+
 @pytest.mark.parametrize(
     ("method", "url", "kwargs", "status"),
     [
@@ -101,6 +104,26 @@ def test_upload_gets_its_documented_status(client: TestClient, name: str) -> Non
         ("delete", "/images/123456789", {}, 404),
         ("delete", "/images/abc", {}, 422),
         ("get", "/index/rebuild/..%2F..", {}, 404),
+        # Metadata and filters: bounded printable text (labels <= 256, uris <= 4,096 characters).
+        (
+            "post",
+            "/images",
+            {"files": AN_IMAGE, "data": {"labels": "x" * 1_000_000}},
+            422,
+        ),
+        ("post", "/images", {"files": AN_IMAGE, "data": {"labels": "a\x00b"}}, 422),
+        ("post", "/images", {"files": AN_IMAGE, "data": {"uris": "u" * 4097}}, 422),
+        ("post", "/images", {"files": AN_IMAGE, "data": {"uris": "a\r\nb"}}, 422),
+        ("get", "/images?label=" + "x" * 257, {}, 422),
+        ("get", "/images?uri_prefix=%1b%5B31m", {}, 422),
+        ("get", "/images/1/similar?label=%00", {}, 422),
+        ("post", "/search?label=" + "&label=a" * 101, {"files": {"image": ("a.png", PNG, "image/png")}}, 422),
+        ("get", "/images?limit=0", {}, 422),
+        ("get", "/images?cursor=-1", {}, 422),
+        ("get", "/duplicates?threshold=0.1", {}, 422),
+        ("get", "/duplicates?threshold=nan", {}, 422),
+        ("get", "/map?limit=100000", {}, 422),
+        ("put", "/images/1", {}, 405),
     ],
 )
 def test_bad_requests(client: TestClient, method: str, url: str, kwargs: dict[str, object], status: int) -> None:
