@@ -72,7 +72,7 @@ def pair_recall(index: ImageIndex, vectors: np.ndarray, ids: np.ndarray) -> list
         for nprobe in (4, 8, tuned, nlist):
             set_search_param(index.index, nprobe)
             t0 = time.perf_counter()
-            a, b, _ = _edges(index.index, vectors, ids, threshold)
+            a, b, _ = _edges(index, vectors, ids, threshold)
             found[nprobe] = (set(zip(a.tolist(), b.tolist(), strict=True)), time.perf_counter() - t0)
         exact, exact_s = found[nlist]
         for nprobe in (4, 8, tuned):

@@ -196,12 +196,6 @@ class Catalog:
                     out.setdefault(sha, []).append(uri)
         return out
 
-    def copy_count(self) -> int:
-        with self._lock:
-            if not self._has_table("copies"):
-                return 0
-            return int(self._conn.execute("SELECT COUNT(*) FROM copies").fetchone()[0])
-
     def matching_ids(self, where: CatalogFilter) -> list[int]:
         """Ids of the rows `where` selects, ascending."""
         condition, params = where.where()

@@ -10,6 +10,7 @@ an image that only has byte copies is a group of its own.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -70,11 +71,12 @@ def find_duplicates(index: ImageIndex, threshold: float = DEFAULT_THRESHOLD) -> 
     if not -1.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be a cosine in [-1, 1], got {threshold}")
     started = time.perf_counter()
-    with index.lock.read():  # one consistent state of index and catalog
+    with index.lock.read():  # a consistent snapshot of the catalog and the vectors (milliseconds)
         rows = list(index.catalog.rows())
         ids = np.array([r.id for r in rows], dtype=np.int64)
-        edges = _edges(index.index, index.vectors_locked(ids), ids, threshold)
+        vectors = index.vectors_locked(ids)
         copies = index.catalog.copies_of(r.sha256 for r in rows)
+    edges = _edges(index, vectors, ids, threshold)
     by_sha = {r.id: copies.get(r.sha256, []) for r in rows}
     groups = _components(ids, edges, by_sha)
     seconds = time.perf_counter() - started
@@ -84,24 +86,34 @@ def find_duplicates(index: ImageIndex, threshold: float = DEFAULT_THRESHOLD) -> 
 
 
 def _edges(
-    index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, threshold: float
+    index: ImageIndex, vectors: np.ndarray, ids: np.ndarray, threshold: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(a, b, cosine) for every pair a < b within the threshold (positions into `ids`, ascending)."""
+    """(a, b, cosine) for every pair a < b within the threshold (positions into `ids`, ascending).
+
+    The live index is searched a batch at a time, each batch under the read lock only, so that
+    writes wait milliseconds rather than the whole search; images added meanwhile are not in
+    the snapshot `ids` and are left out, images removed meanwhile stop being found (as queries
+    they may still link to others: callers drop them when they join the catalog rows).
+    """
     if not len(ids):
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
     a_all, b_all, s_all = [], [], []
-    searcher = index if _supports_range_search(index) else _flat(vectors, ids)
+    with index.lock.read():
+        live = _supports_range_search(index.index)
+    searcher = index.index if live else _flat(vectors, ids)
+    lock = index.lock.read if live else contextlib.nullcontext
     batch = int(np.clip(RESULTS_PER_BATCH // len(ids), 32, 2048))
     pairs = 0
     for start in range(0, len(ids), batch):
         queries = np.ascontiguousarray(vectors[start : start + batch], dtype=np.float32)
-        lims, scores, found = searcher.range_search(queries, float(threshold))
+        with lock():
+            lims, scores, found = searcher.range_search(queries, float(threshold))
         bounds: np.ndarray = np.asarray(lims, dtype=np.int64)
         counts = bounds[1:] - bounds[:-1]
         owner = np.repeat(np.arange(start, start + len(queries)), counts)
-        keep = found >= 0
-        other = np.searchsorted(ids, found[keep])
-        owner, scores = owner[keep], scores[keep]
+        other = np.minimum(np.searchsorted(ids, found), len(ids) - 1)
+        keep = ids[other] == found  # in the snapshot (not -1 padding, not added since)
+        owner, other, scores = owner[keep], other[keep], scores[keep]
         pair = owner < other  # each pair once, and never an image with itself
         a_all.append(owner[pair])
         b_all.append(other[pair])

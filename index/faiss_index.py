@@ -96,7 +96,6 @@ def search_among(index: faiss.Index, queries: np.ndarray, k: int, allowed: np.nd
             params.efSearch = max(min(int(index.ntotal), ef), k)  # type: ignore[attr-defined]
         else:
             params = faiss.SearchParameters()
-    params.sel = selector
+    params.sel = selector  # SWIG holds no reference: `selector` must stay alive until the search returns
     scores, ids = index.search(queries, k, params=params)
-    del selector  # SWIG does not keep it alive through params: it must outlive the search
     return scores, ids

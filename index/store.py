@@ -143,9 +143,11 @@ class ImageIndex:
                 ids = np.array([results[i][0] for i in fresh], dtype=np.int64)
                 self.index.add_with_ids(vecs[fresh], ids)
             if self.journal is not None:  # durable before the caller acknowledges
-                # Known bytes too: replayed, they record the uri they came under as a copy.
-                entries = [AddEntry(i, img, v) for (i, _), img, v in zip(results, images, vecs, strict=True)]
-                self.journal.append(entries)
+                # Known bytes under another uri too: replayed, they record that uri as a copy.
+                known = self.catalog.get([i for i, created in results if not created])
+                journalled = [n for n, (i, created) in enumerate(results) if created or known[i].uri != images[n].uri]
+                if journalled:
+                    self.journal.append([AddEntry(results[n][0], images[n], vecs[n]) for n in journalled])
         return results
 
     def remove(self, ids: list[int]) -> int:

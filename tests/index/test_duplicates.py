@@ -159,3 +159,31 @@ def test_a_byte_copy_added_through_the_journal_survives_a_reload(built: Path) ->
     reopened = load(built, writable=True)
     assert reopened.catalog.copies_of([row.sha256]) == {row.sha256: ["elsewhere/same.png"]}
     reopened.close()
+
+
+def test_images_written_during_the_search_do_not_confuse_it(tmp_path: Path) -> None:
+    """The search holds the lock a batch at a time: an image added after the snapshot is left
+    out (its id is not in the snapshot); pairs among the snapshot's images are all found, but
+    for those with an image removed meanwhile (the service drops it when it joins the rows)."""
+    vectors = planted()
+    index = make_index(tmp_path, vectors)
+    ids = np.array(index.catalog.ids())
+    snapshot = ids[:-1]  # the last copy of source 200 "arrived after" the snapshot
+    gone = int(ids[3])  # image 4 (source 3) "left during" the search
+    index.remove([gone])
+    a, b, _ = dup._edges(index, vectors[:-1], snapshot, 0.98)
+    found = {frozenset((int(snapshot[x]), int(snapshot[y]))) for x, y in zip(a, b, strict=True)}
+    sims = vectors[:-1].astype(np.float64) @ vectors[:-1].astype(np.float64).T
+
+    def within(t: float) -> set[frozenset[int]]:
+        xs, ys = np.nonzero(np.triu(sims >= t, 1))
+        return {frozenset((int(snapshot[x]), int(snapshot[y]))) for x, y in zip(xs, ys, strict=True)}
+
+    # float32 search against a float64 reference: a pair within 1e-5 of the threshold may go either way
+    assert found <= within(0.98 - 1e-5) and all(int(ids[-1]) not in p for p in found)
+    assert {p for p in within(0.98 + 1e-5) if gone not in p} <= found
+
+
+def _pairs(group: frozenset[int]) -> list[tuple[int, int]]:
+    members = sorted(group)
+    return [(x, y) for i, x in enumerate(members) for y in members[i + 1 :]]
