@@ -67,12 +67,19 @@ def calibrate(encoder: EncoderRuntime, index: ImageIndex, store: ImageStore, see
     rng = np.random.default_rng(seed)
     picked = np.sort(rng.choice(ids, min(SAMPLE, len(ids)), replace=False)) if len(ids) else ids
     rows = index.rows([int(i) for i in picked])
+    # Edited at twice the encoder's side (at least 256 px), not at full size: 200 decoded
+    # 12-megapixel photos would hold 7 GB; the encoder sees a small square either way.
+    side = max(256, 2 * encoder.image_size)
     originals, images = [], []
     for i in picked:
         data = store.get(rows[int(i)].sha256) if int(i) in rows else None
         if data is not None:
+            img = open_image(data)
+            img.draft("RGB", (side, side))  # JPEG: decode at a reduced scale directly
+            img = to_rgb(img)
+            img.thumbnail((side, side))
             originals.append(int(i))
-            images.append(to_rgb(open_image(data)))
+            images.append(img)
     if not originals:
         raise ValueError("no stored images to calibrate the duplicate threshold with")
     stored = index.vectors(np.array(originals, dtype=np.int64)).astype(np.float32)
