@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,18 @@ class Settings(BaseSettings):
     runtime: Runtime = Field(Runtime.AUTO, description="encoder runtime: auto (ONNX when exported), torch or onnx")
     device: str | None = Field(None, description="torch runtime: cpu or cuda (default: cuda when present)")
     api_key: str | None = Field(None, description="bearer key for write and admin endpoints")
+
+    # Where the vectors live (index.vectors): the index's manifest says; these check or redirect it
+    vector_backend: Literal["faiss", "milvus"] | None = Field(
+        None, description="the backend the index must use (builds: the one to build in; default faiss)"
+    )
+    milvus_uri: str | None = Field(
+        None, description="Milvus Lite file or server URI (default: the one the index was built with)"
+    )
+    read_replica: bool = Field(
+        False, description="serve searches over another process's index, following its writes (no writes here)"
+    )
+    replica_poll_s: float = Field(0.5, gt=0, description="how often a read replica looks for the writer's writes")
 
     # Limits on what a request may ask
     max_upload_bytes: int = Field(10 * 1024**2, ge=1, description="largest accepted image file")

@@ -26,6 +26,7 @@ import numpy as np
 
 from index.journal import AddEntry
 from index.pipeline import BuildOptions, stage_version
+from index.vectors import same_backend
 from index.versions import CATALOG_FILE, now_iso, staging_dir, version_name
 from model.images import decode_square
 from model.runtime import EncoderRuntime, load_runtime, manifest_entry
@@ -74,6 +75,7 @@ class Rebuilder:
         self.service.require().store.delete(sha256)
 
     def start(self, encoder_path: str | None = None, factory: str | None = None) -> RebuildJob:
+        self.service.require_writer()
         with self._lock:
             if self._running is not None:
                 raise RebuildRunningError(f"rebuild {self._running.id} is already running")
@@ -138,9 +140,16 @@ class Rebuilder:
         vectors = self._embed(encoder, [r.sha256 for r in snapshot.rows], job)
         t_embed = time.perf_counter()
         ids = np.array([r.id for r in snapshot.rows], dtype=np.int64)
-        options = BuildOptions(job.factory, settings.rebuild_memory_budget, settings.rebuild_recall_target)
         old = live.index.manifest
-        stage_version(staged, vectors, ids, manifest_entry(encoder), options, data=old.data, rebuilt_by_job=job.id)
+        options = BuildOptions(
+            job.factory,
+            settings.rebuild_memory_budget,
+            settings.rebuild_recall_target,
+            backend=same_backend(old.vector_store, settings.milvus_uri),
+        )
+        built, _ = stage_version(
+            staged, vectors, ids, manifest_entry(encoder), options, data=old.data, rebuilt_by_job=job.id
+        )
         t_build = time.perf_counter()
 
         def reembed(adds: list[AddEntry]) -> list[AddEntry]:
@@ -148,9 +157,15 @@ class Rebuilder:
             return [AddEntry(e.id, e.image, v) for e, v in zip(adds, fresh, strict=True)]
 
         changed = encoder.checksum != live.encoder.checksum
-        new, carried = live.index.hand_over(
-            root, staged, snapshot, reembed if changed else None, encoder.checksum, lambda n: service.swap(n, encoder)
-        )
+        try:
+            remake = reembed if changed else None
+            new, carried = live.index.hand_over(
+                root, staged, snapshot, remake, encoder.checksum, lambda n: service.swap(n, encoder)
+            )
+        except BaseException:
+            if staged.exists():  # never published: drop its Milvus collection; the alias is untouched
+                built.drop()
+            raise
         job.version = version_name(staged)
         job.timings = {
             "embed_s": round(t_embed - t0, 2),

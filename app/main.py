@@ -23,8 +23,10 @@ from app.jobs import Rebuilder
 from app.metrics import REQUEST_SECONDS, REQUESTS
 from app.offload import run_blocking
 from app.openapi import install_schema
+from app.replica import follow
 from app.routes import collection, images, search, status, web, writes
 from app.service import SearchService, ServiceNotReadyError
+from index.store import ReadReplicaError
 from model.images import ImageTooLargeError, UnreadableImageError, UnsupportedImageTypeError
 
 LOG = logging.getLogger(__name__)
@@ -50,12 +52,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.duplicates = DuplicateCache()
         service.start()
         loader = asyncio.create_task(_load(service))
+        follower = asyncio.create_task(follow(service)) if settings.read_replica else None
         try:
             yield
         finally:
-            loader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loader
+            for task in (loader, follower):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await service.close()
 
     app = FastAPI(
@@ -101,6 +106,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 allowed |= methods
         headers = {"Allow": ", ".join(sorted(allowed))}
         return JSONResponse({"detail": f"method {request.method} not allowed here"}, 405, headers=headers)
+
+    @app.exception_handler(ReadReplicaError)
+    async def read_replica(request: Request, exc: ReadReplicaError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 409)
 
     @app.exception_handler(ServiceNotReadyError)
     async def not_ready(request: Request, exc: ServiceNotReadyError) -> JSONResponse:

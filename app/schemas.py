@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 from pydantic.config import JsonDict
 
@@ -64,6 +66,7 @@ class IndexInfo(BaseModel):
                     "version": "20261126T125959Z-efd043",
                     "count": 60000,
                     "index_type": "IVF1024_HNSW32,Flat",
+                    "backend": "faiss",
                     "search_params": {"nprobe": 32},
                     "recall_at_10": 0.98,
                     "dim": 192,
@@ -79,6 +82,10 @@ class IndexInfo(BaseModel):
     version: str
     count: int
     index_type: str | None
+    backend: str = Field(description="Where the vectors live: faiss (in this process) or milvus.")
+    vector_store: dict[str, Any] | None = Field(
+        None, description="The backend's record: for Milvus its URI, collection, alias and index type."
+    )
     search_params: dict[str, int]
     recall_at_10: float | None = Field(description="recall@10 measured at build time against exact search.")
     dim: int
@@ -86,6 +93,7 @@ class IndexInfo(BaseModel):
     encoder_arch: str
     encoder_runtime: str = Field(description="What runs the encoder: onnx (ONNX Runtime) or torch.")
     built_at: str | None
+    read_replica: bool = Field(False, description="This server follows another process's index; writes go there.")
 
 
 class Health(BaseModel):

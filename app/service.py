@@ -28,7 +28,9 @@ from app.schemas import Timings
 from index.catalog import CatalogFilter, CatalogRow, NewImage
 from index.faiss_index import set_threads
 from index.images import ImageStore
-from index.store import ImageIndex, IndexRetiredError, load
+from index.replica import open_replica
+from index.store import ImageIndex, IndexRetiredError, ReadReplicaError, load
+from index.vectors import BackendUnavailableError, backend_of
 from model.hardware import usable_cores
 from model.images import SUPPORTED_FORMATS, DecodedImage, UnreadableImageError, decode_checked, open_checked
 from model.runtime import EncoderRuntime, load_runtime
@@ -110,7 +112,18 @@ class SearchService:
         s = self.settings
         encoder = load_runtime(s.encoder_path, s.runtime, s.device, threads=s.encoder_threads or usable_cores())
         # Writable: half-written versions are cleaned up and journalled writes replayed.
-        index = load(s.index_path, encoder_checksum=encoder.checksum, writable=True)
+        if s.read_replica:  # follows the writer's journal (app.replica); writes are refused
+            index = open_replica(s.index_path, encoder_checksum=encoder.checksum, milvus_uri=s.milvus_uri)
+        else:  # the writer: half-written versions are cleaned up and journalled writes replayed
+            index = load(s.index_path, encoder_checksum=encoder.checksum, writable=True, milvus_uri=s.milvus_uri)
+        stored_in = backend_of(index.manifest.vector_store)
+        if s.vector_backend is not None and s.vector_backend != stored_in:
+            index.close()
+            raise BackendUnavailableError(
+                f"the index at {str(s.index_path)!r} keeps its vectors in {stored_in}, but "
+                f"LATENT_SEARCH_VECTOR_BACKEND={s.vector_backend}: rebuild it with `latent-search index build "
+                f"--backend {s.vector_backend} --out {s.index_path} ...` or unset the variable"
+            )
         # Warm the encoder so the first real query does not pay for lazy initialisation.
         encoder.embed_pixels(np.zeros((1, encoder.image_size, encoder.image_size, 3), np.uint8))
         self.live = Live(encoder, index, ImageStore(s.store_path))
@@ -119,6 +132,14 @@ class SearchService:
             "ready: encoder %s (%s runtime), index %s (%d images)", s.encoder_path, encoder.runtime, index.version,
             index.count,
         )  # fmt: skip
+
+    def require_writer(self) -> None:
+        """Writes and rebuilds: refused on a read replica (before anything is stored)."""
+        source = self.require().index.replica_of
+        if source is not None:
+            raise ReadReplicaError(
+                f"this server is a read replica of {str(source)!r}: send writes and rebuilds to the writer"
+            )
 
     def swap(self, index: ImageIndex, encoder: EncoderRuntime) -> None:
         """Switch to a new index (and encoder): requests that already hold the old one finish on it."""
@@ -256,6 +277,7 @@ class SearchService:
         written; bytes are fsynced to the store and the index write to the journal before this
         returns.
         """
+        self.require_writer()
         decoded = [await self.decode_async(data, timings) for data, _, _ in uploads]
         vectors = np.stack([await self.embed_async(d.pixels, timings) for d in decoded])
         store = self.require().store
@@ -269,6 +291,7 @@ class SearchService:
     async def remove_image(self, image_id: int) -> str | None:
         """Remove from the index and the catalog (journalled). Returns the sha256 of the bytes
         it held (the caller deletes them from the store) or None for an unknown id."""
+        self.require_writer()
         row = self.require().index.rows([image_id]).get(image_id)
         if row is None:
             return None
@@ -291,6 +314,8 @@ class SearchService:
             "version": live.index.version,
             "count": live.index.count,
             "index_type": m.index_type,
+            "backend": backend_of(m.vector_store),
+            "vector_store": m.vector_store,
             "search_params": m.search_params,
             "recall_at_10": m.recall_at_10,
             "dim": live.index.dim,
@@ -298,6 +323,7 @@ class SearchService:
             "encoder_arch": live.encoder.arch,
             "encoder_runtime": live.encoder.runtime,
             "built_at": m.built_at,
+            "read_replica": live.index.replica_of is not None,
         }
 
     async def close(self) -> None:

@@ -19,7 +19,6 @@ import statistics
 import time
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from bench.report import machine, table, today, write_section
@@ -62,15 +61,14 @@ def million_estimate(dim: int, nprobe: int, queries: int = 20_000) -> tuple[str,
 def pair_recall(index: ImageIndex, vectors: np.ndarray, ids: np.ndarray) -> list[list[str]]:
     """Pairs the duplicate search finds at nprobe 4 / 8 / tuned, against every list probed."""
     from index.duplicates import _edges
-    from index.faiss_index import unwrap
 
     tuned = int(next(iter(index.manifest.search_params.values())))
-    nlist = int(faiss.extract_index_ivf(unwrap(index.index)).nlist)
+    nlist = index.backend.param_grid()[-1]
     rows = []
     for threshold in (0.99, 0.95):
         found = {}
         for nprobe in (4, 8, tuned, nlist):
-            set_search_param(index.index, nprobe)
+            index.backend.set_param(nprobe)
             t0 = time.perf_counter()
             a, b, _ = _edges(index, vectors, ids, threshold)
             found[nprobe] = (set(zip(a.tolist(), b.tolist(), strict=True)), time.perf_counter() - t0)
@@ -80,7 +78,7 @@ def pair_recall(index: ImageIndex, vectors: np.ndarray, ids: np.ndarray) -> list
             rows.append([f"duplicate pairs found, cosine >= {threshold}, nprobe {nprobe}",
                          f"{took:.1f} s", f"{len(pairs & exact) / max(len(exact), 1):.3f} of the {len(exact):,} pairs "
                          f"that probing all {nlist} lists finds ({exact_s:.0f} s)"])  # fmt: skip
-    set_search_param(index.index, tuned)
+    index.backend.set_param(tuned)
     return rows
 
 

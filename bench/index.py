@@ -21,7 +21,7 @@ import faiss
 import numpy as np
 
 from bench.report import machine, table, today, write_section
-from index.faiss_index import build_faiss, set_search_param
+from index.faiss_index import FaissStore
 from index.plan import plan_index
 from index.tuning import recall_at_k, tune_index
 
@@ -59,11 +59,12 @@ def qps(index: faiss.Index, queries: np.ndarray, batched: bool, k: int = 10, bud
 def run_one(name: str, factory: str, base: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     ids = np.arange(len(base), dtype=np.int64)
     t0 = time.perf_counter()
-    index = build_faiss(base, ids, factory)
+    store = FaissStore.build(base, ids, factory)
+    index = store.index
     build_s = time.perf_counter() - t0
-    tuned = tune_index(index, base, ids, target=0.95) if factory != "Flat" else {"search_params": {}}
+    tuned = tune_index(store, base, ids, target=0.95) if factory != "Flat" else {"search_params": {}}
     for value in tuned["search_params"].values():
-        set_search_param(index, int(value))
+        store.set_param(int(value))
     _, found = index.search(queries, 10)
     row = {
         "name": name,

@@ -208,7 +208,7 @@ def build_index(
         with Catalog(staged / CATALOG_FILE) as catalog:
             ids = np.array([i for i, _ in catalog.add(part.rows)], dtype=np.int64)
             catalog.add_copies(part.copies)
-        _, manifest = stage_version(
+        built, manifest = stage_version(
             staged,
             vectors,
             ids,
@@ -221,6 +221,7 @@ def build_index(
             seconds={"embed": round(embed_seconds, 2)},
         )
         version = publish(out, staged)
+        built.publish()  # Milvus: the alias moves to the new collection
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise

@@ -99,9 +99,9 @@ def _edges(
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
     a_all, b_all, s_all = [], [], []
     with index.lock.read():
-        live = _supports_range_search(index.index)
-    searcher = index.index if live else _flat(vectors, ids)
-    lock = index.lock.read if live else contextlib.nullcontext
+        live = index.backend.range_searchable()
+    searcher = live if live is not None else _flat(vectors, ids)
+    lock = index.lock.read if live is not None else contextlib.nullcontext
     batch = int(np.clip(RESULTS_PER_BATCH // len(ids), 32, 2048))
     pairs = 0
     for start in range(0, len(ids), batch):
@@ -125,16 +125,6 @@ def _edges(
                 f"{start + len(queries):,} of {len(ids):,} images): raise the threshold"
             )
     return np.concatenate(a_all), np.concatenate(b_all), np.concatenate(s_all)
-
-
-def _supports_range_search(index: faiss.Index) -> bool:
-    """Flat and IVF indexes answer range searches; HNSW (a user's factory choice) does not."""
-    probe = np.zeros((1, index.d), np.float32)
-    try:
-        index.range_search(probe, 2.0)
-    except RuntimeError:
-        return False
-    return True
 
 
 def _flat(vectors: np.ndarray, ids: np.ndarray) -> faiss.Index:

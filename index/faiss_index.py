@@ -1,13 +1,21 @@
-"""Making and adjusting FAISS indexes: build from a factory string (with 64-bit ids), set
-the one search parameter each kind has (nprobe for IVF, efSearch for HNSW), and search among
-a subset of ids (filters)."""
+"""The FAISS backend: build an index from a factory string (with 64-bit ids), set the one
+search parameter each kind has (nprobe for IVF, efSearch for HNSW), search among a subset of
+ids (filters), and FaissStore, the index.vectors.VectorStore over such an index."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
+
+from index.versions import INDEX_FILE
+
+NPROBE_GRID = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024)
+EF_GRID = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024)
 
 
 def build_faiss(vectors: np.ndarray, ids: np.ndarray, factory: str, seed: int = 0) -> faiss.Index:
@@ -99,3 +107,105 @@ def search_among(index: faiss.Index, queries: np.ndarray, k: int, allowed: np.nd
     params.sel = selector  # SWIG holds no reference: `selector` must stay alive until the search returns
     scores, ids = index.search(queries, k, params=params)
     return scores, ids
+
+
+class FaissStore:
+    """index.vectors.VectorStore over a FAISS index in this process (the default backend)."""
+
+    shared = False
+
+    def __init__(self, index: faiss.Index) -> None:
+        self.index = index
+        _enable_lookup_by_id(index)
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, ids: np.ndarray, factory: str) -> FaissStore:
+        return cls(build_faiss(vectors, ids, factory))
+
+    @classmethod
+    def open(cls, version: Path, writable: bool) -> FaissStore:
+        """Read a version's index file; read-only opens memory-map it where FAISS supports that."""
+        path = str(version / INDEX_FILE)
+        if not writable:
+            try:
+                return cls(faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY))
+            except RuntimeError:
+                pass
+        return cls(faiss.read_index(path))
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    @property
+    def count(self) -> int:
+        return int(self.index.ntotal)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, ids = self.index.search(queries, k)
+        return scores, ids
+
+    def search_among(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return search_among(self.index, queries, k, allowed)
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        self.remove(ids)  # an id added again replaces its vector (journal replays)
+        self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+
+    def remove(self, ids: np.ndarray) -> None:
+        # IDSelectorArray: the only selector an IVF hashtable direct map can remove with.
+        arr = np.ascontiguousarray(ids, dtype=np.int64)
+        if len(arr):
+            self.index.remove_ids(faiss.IDSelectorArray(len(arr), faiss.swig_ptr(arr)))
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        return np.asarray(self.index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64)))
+
+    def reconcile(self, ids: list[int]) -> int:
+        return 0  # rebuilt from its file and the journal at every open: it cannot hold more
+
+    def param_name(self) -> str | None:
+        return search_param_name(self.index)
+
+    def param_grid(self) -> tuple[int, ...]:
+        if self.param_name() == "nprobe":
+            nlist = int(faiss.extract_index_ivf(unwrap(self.index)).nlist)
+            return (*(v for v in NPROBE_GRID if v < nlist), nlist)
+        return EF_GRID
+
+    def set_param(self, value: int) -> None:
+        set_search_param(self.index, value)
+
+    def range_searchable(self) -> faiss.Index | None:
+        """Flat and IVF indexes answer range searches; HNSW (a user's factory choice) does not."""
+        try:
+            self.index.range_search(np.zeros((1, self.dim), np.float32), 2.0)
+        except RuntimeError:
+            return None
+        return self.index
+
+    def record(self) -> dict[str, Any]:
+        return {"backend": "faiss", "file": INDEX_FILE}
+
+    def save(self, directory: Path) -> None:
+        faiss.write_index(self.index, str(directory / INDEX_FILE))
+
+    def publish(self) -> None:
+        pass  # the version folder holds the index file: publishing the folder is all
+
+    def retire(self, successor: object) -> None:
+        pass  # memory is freed with the object; the old version's file stays with its folder
+
+    def drop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _enable_lookup_by_id(index: faiss.Index) -> None:
+    """IVF lists need an id -> list position map to reconstruct vectors by id ("more like this")."""
+    with contextlib.suppress(RuntimeError):  # not an IVF index: nothing to do
+        ivf = faiss.extract_index_ivf(unwrap(index))
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]

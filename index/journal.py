@@ -70,6 +70,19 @@ def _decode(row: dict[str, Any]) -> Entry:
     return AddEntry(int(row["id"]), image, vector)
 
 
+def tail(path: Path, offset: int) -> tuple[list[Entry], int]:
+    """The complete entries written to `path` after byte `offset`, and the offset after them
+    (a read replica following the writer's journal; a line still being written waits)."""
+    if not path.exists():
+        return [], offset
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        data = fh.read()
+    complete = data[: data.rfind(b"\n") + 1]
+    entries = [_decode(json.loads(line)) for line in complete.split(b"\n") if line.strip()]
+    return entries, offset + len(complete)
+
+
 class Journal:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from index.atlas import DEFAULT_MAP_SAMPLE, compute_map, save_map
-from index.faiss_index import build_faiss
-from index.plan import DEFAULT_MEMORY_BUDGET, DEFAULT_RECALL_TARGET, plan_index
+from index.plan import DEFAULT_MEMORY_BUDGET, DEFAULT_RECALL_TARGET, IndexPlan, plan_index
 from index.tuning import tune_index
-from index.versions import INDEX_FILE, MANIFEST_FILE, Manifest, version_name
+from index.vectors import BackendChoice, VectorStore, build_store
+from index.versions import MANIFEST_FILE, Manifest, version_name
 
 LOG = logging.getLogger(__name__)
 
@@ -32,6 +31,7 @@ class BuildOptions:
     memory_budget: int = DEFAULT_MEMORY_BUDGET
     target_recall: float = DEFAULT_RECALL_TARGET
     map_sample: int = DEFAULT_MAP_SAMPLE  # images on the collection's 2-D map (index.atlas); 0: no map
+    backend: BackendChoice = field(default_factory=BackendChoice)  # where the vectors live (index.vectors)
 
 
 def stage_version(
@@ -41,19 +41,40 @@ def stage_version(
     encoder: dict[str, Any],
     options: BuildOptions,
     **facts: Any,
-) -> tuple[faiss.Index, Manifest]:
-    """Build, tune and check the FAISS index for (vectors, ids) and write it, with its manifest,
-    into the staging folder `staged`. `encoder` is model.runtime.manifest_entry of the encoder
-    that made the vectors; `facts` are further Manifest fields (where the images came from)."""
+) -> tuple[VectorStore, Manifest]:
+    """Build, tune and check the vector store for (vectors, ids) in the backend `options`
+    names, and write what the version needs, with its manifest, into the staging folder
+    `staged`. `encoder` is model.runtime.manifest_entry of the encoder that made the vectors;
+    `facts` are further Manifest fields (where the images came from). A failure discards
+    the new store (a Milvus collection is dropped); publishing is the caller's."""
     started = time.perf_counter()
     dim = int(vectors.shape[1])
     plan = plan_index(max(len(vectors), 1), dim, options.memory_budget, options.factory)
-    LOG.info("index type %s (%s)", plan.factory, plan.reason)
-    index = build_faiss(vectors, ids, plan.factory)
+    LOG.info("index type %s (%s), backend %s", plan.factory, plan.reason, options.backend.name)
+    store = build_store(options.backend, staged, vectors, ids, plan)
+    try:
+        manifest = _finish(store, staged, vectors, ids, encoder, options, plan, started, facts)
+    except BaseException:
+        store.drop()
+        raise
+    return store, manifest
+
+
+def _finish(
+    store: VectorStore,
+    staged: Path,
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    encoder: dict[str, Any],
+    options: BuildOptions,
+    plan: IndexPlan,
+    started: float,
+    facts: dict[str, Any],
+) -> Manifest:
     build_seconds = time.perf_counter() - started
-    tuning = tune_index(index, vectors, ids, options.target_recall)
-    check_built(index, vectors, ids, exact=plan.factory.endswith("Flat"))
-    faiss.write_index(index, str(staged / INDEX_FILE))
+    tuning = tune_index(store, vectors, ids, options.target_recall)
+    check_built(store, vectors, ids, exact=plan.factory.endswith("Flat"))
+    store.save(staged)
     if options.map_sample > 0:
         collection_map = compute_map(vectors, ids, options.map_sample)
         save_map(staged, collection_map)
@@ -69,23 +90,24 @@ def stage_version(
     manifest = Manifest(
         version=version_name(staged),
         encoder=encoder,
-        dim=dim,
-        count=int(index.ntotal),
+        dim=int(vectors.shape[1]),
+        count=store.count,
         index_type=plan.factory,
         index_reason=plan.reason,
+        vector_store=store.record(),
         **tuning,
         **facts,
     )
     (staged / MANIFEST_FILE).write_text(manifest.to_json())
-    return index, manifest
+    return manifest
 
 
-def check_built(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, exact: bool) -> None:
+def check_built(index: VectorStore, vectors: np.ndarray, ids: np.ndarray, exact: bool) -> None:
     """Before publishing: the index holds exactly the catalog's ids and, where it stores exact
     vectors (`exact`), a sample of them finds itself among its top 5 (unless at least five
     vectors tie with it exactly: pixel-identical images, which may come in any order)."""
-    if index.ntotal != len(ids):
-        raise RuntimeError(f"new index holds {index.ntotal} vectors for {len(ids)} catalog rows")
+    if index.count != len(ids):
+        raise RuntimeError(f"new index holds {index.count} vectors for {len(ids)} catalog rows")
     picks = np.arange(0, len(ids), max(1, len(ids) // 20))[:20]
     if not exact or not len(picks):
         return

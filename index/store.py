@@ -1,5 +1,6 @@
 """The open index the service searches and writes: a published version (index.versions) with
-its FAISS index, catalog and manifest, plus the journal of writes made on top of it.
+its vector store (index.vectors: FAISS in this process, or a Milvus collection), catalog and
+manifest, plus the journal of writes made on top of it.
 
 Searches share a read lock; an add or remove takes the write lock, changes index and catalog
 and appends to the journal before it returns. A rebuild takes a `snapshot()` (a consistent
@@ -8,12 +9,11 @@ write lock, the writes journalled meanwhile move to the new version, which is pu
 opened, and this one is retired.
 
 Kept whole (about 320 lines): every method of ImageIndex works under the same lock on the same
-three objects (FAISS index, catalog, journal); split, the locking rules would be in two places.
+three objects (vector store, catalog, journal); split, the locking rules would be in two places.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
@@ -22,18 +22,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from index.atlas import MAP_FILE, CollectionMap, load_map
 from index.catalog import Catalog, CatalogFilter, CatalogRow, NewImage
-from index.faiss_index import search_among, set_search_param, unwrap
 from index.filtering import MatchingIds, exact_among
 from index.journal import AddEntry, Entry, Journal, RemoveEntry
 from index.rwlock import RWLock
+from index.vectors import VectorStore, open_store
 from index.versions import (
     CATALOG_FILE,
-    INDEX_FILE,
     MANIFEST_FILE,
     Manifest,
     clean_staging,
@@ -52,6 +50,10 @@ class IndexRetiredError(RuntimeError):
     """This open index was replaced by a newer version; write to the current one instead."""
 
 
+class ReadReplicaError(RuntimeError):
+    """This process serves a read replica (index.replica): writes go to the writer."""
+
+
 class EncoderMismatchError(ValueError):
     """The index was built with another encoder than the one given."""
 
@@ -65,32 +67,34 @@ class Snapshot:
 
 
 class ImageIndex:
-    """An open index version: FAISS index (with an id map) + catalog + manifest."""
+    """An open index version: vector store + catalog + manifest."""
 
     def __init__(
         self,
-        index: faiss.Index,
+        backend: VectorStore,
         catalog: Catalog,
         manifest: Manifest,
         path: Path | None,
         journal: Journal | None = None,
     ) -> None:
-        self.index, self.catalog, self.manifest, self.path, self.journal = index, catalog, manifest, path, journal
+        self.backend, self.catalog, self.manifest, self.path, self.journal = backend, catalog, manifest, path, journal
         self.lock = RWLock()
         self.retired = False  # set (under the write lock) when a rebuild swaps in a new version
         self.generation = 0  # counts writes, so that results derived from the contents can be cached
+        self.milvus_uri: str | None = None  # a Milvus URI given at load, used again by hand_over
+        self.replica_of: Path | None = None  # index.replica: the writer's index directory this one follows
+        self.followed = 0  # index.replica: bytes of the writer's journal applied
         self.matching = MatchingIds(catalog)
         for value in manifest.search_params.values():
-            set_search_param(self.index, int(value))
-        self._enable_lookup_by_id()
+            backend.set_param(int(value))
 
     @property
     def dim(self) -> int:
-        return int(self.index.d)
+        return self.backend.dim
 
     @property
     def count(self) -> int:
-        return int(self.index.ntotal)
+        return self.backend.count
 
     @property
     def version(self) -> str:
@@ -112,13 +116,13 @@ class ImageIndex:
             raise ValueError("k must be >= 1")
         with self.lock.read():  # the catalog and the index agree under the lock
             allowed = None if where is None or where.empty else self.matching.get(where, self.generation)
-            n = int(self.index.ntotal) if allowed is None else len(allowed)
+            n = self.backend.count if allowed is None else len(allowed)
             if n == 0:
                 return [np.empty(0, np.float32)] * len(queries), [np.empty(0, np.int64)] * len(queries)
             if allowed is None:
-                scores, ids = self.index.search(queries, min(k, n))
+                scores, ids = self.backend.search(queries, min(k, n))
             else:
-                scores, ids = search_among(self.index, queries, min(k, n), allowed)
+                scores, ids = self.backend.search_among(queries, min(k, n), allowed)
                 short = (ids < 0).any(axis=1)
                 if short.any():  # the approximate search under-filled some rows: exact for those
                     stored = self.vectors_locked(allowed)
@@ -141,7 +145,7 @@ class ImageIndex:
             fresh = [i for i, (_, created) in enumerate(results) if created]
             if fresh:
                 ids = np.array([results[i][0] for i in fresh], dtype=np.int64)
-                self.index.add_with_ids(vecs[fresh], ids)
+                self.backend.add(vecs[fresh], ids)  # a remote store has accepted it when this returns
             if self.journal is not None:  # durable before the caller acknowledges
                 # Known bytes under another uri too: replayed, they record that uri as a copy.
                 known = self.catalog.get([i for i, created in results if not created])
@@ -154,38 +158,36 @@ class ImageIndex:
         """Remove ids from the index and the catalog; returns how many the catalog held."""
         with self.lock.write():
             self._check_live()
-            self._remove_from_index(ids)
+            self.backend.remove(np.asarray(ids, dtype=np.int64))
             removed = self.catalog.remove(ids)
             self.generation += 1
             if self.journal is not None and removed:
                 self.journal.append([RemoveEntry(tuple(int(i) for i in ids))])
             return removed
 
-    def _enable_lookup_by_id(self) -> None:
-        """IVF lists need an id -> list position map to reconstruct vectors by id ("more like this")."""
-        with contextlib.suppress(RuntimeError):  # not an IVF index: nothing to do
-            ivf = faiss.extract_index_ivf(unwrap(self.index))
-            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
-
-    def _remove_from_index(self, ids: Iterable[int]) -> None:
-        # IDSelectorArray: the only selector an IVF hashtable direct map can remove with.
-        arr = np.ascontiguousarray(list(ids), dtype=np.int64)
-        self.index.remove_ids(faiss.IDSelectorArray(len(arr), faiss.swig_ptr(arr)))
-
     def _check_live(self) -> None:
+        if self.replica_of is not None:
+            raise ReadReplicaError(
+                f"this server is a read replica of {str(self.replica_of)!r}: send writes and rebuilds to the writer"
+            )
         if self.retired:
             raise IndexRetiredError(f"index version {self.version} was replaced")
 
-    def replay(self, entries: Iterable[Entry]) -> int:
-        """Apply journal entries (at load, or onto a rebuilt index); returns how many."""
+    def replay(self, entries: Iterable[Entry], vectors: bool = True) -> int:
+        """Apply journal entries (at load, or onto a rebuilt index); returns how many.
+
+        Idempotent on the vector store (an add replaces, a remove of an absent id is a no-op),
+        so a store that outlives the process (Milvus) may already hold some of them. Without
+        `vectors`, only the catalog (a replica over a shared store the writer has written)."""
         n = 0
         for entry in entries:
             if isinstance(entry, AddEntry):
                 ((got, created),) = self.catalog.add([entry.image], ids=[entry.id])
-                if created:
-                    self.index.add_with_ids(entry.vector[None, :], np.array([got], dtype=np.int64))
+                if created and vectors:
+                    self.backend.add(entry.vector[None, :], np.array([got], dtype=np.int64))
             else:
-                self._remove_from_index(entry.ids)
+                if vectors:
+                    self.backend.remove(np.asarray(entry.ids, dtype=np.int64))
                 self.catalog.remove(entry.ids)
             n += 1
         return n
@@ -207,12 +209,12 @@ class ImageIndex:
         """`vectors`, for a caller that already holds the lock."""
         if not len(ids):
             return np.empty((0, self.dim), np.float32)
-        return np.asarray(self.index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64)))
+        return self.backend.reconstruct(np.ascontiguousarray(ids, dtype=np.int64))
 
     def save(self, directory: Path) -> None:
-        """Write index, catalog and manifest into `directory` (a staging folder)."""
+        """Write the vector store's part, catalog and manifest into `directory` (a staging folder)."""
         with self.lock.read():
-            faiss.write_index(self.index, str(directory / INDEX_FILE))
+            self.backend.save(directory)
             self.catalog.backup_to(directory / CATALOG_FILE)
         if self.path is not None and (self.path / MAP_FILE).exists():  # the map of the version written on
             shutil.copy2(self.path / MAP_FILE, directory / MAP_FILE)
@@ -225,6 +227,7 @@ class ImageIndex:
         self.manifest = replace(self.manifest, version=name, count=self.count, committed_at=now_iso())
         self.save(staged)
         publish(root, staged)
+        self.backend.publish()
         self.path = Path(root) / "versions" / name
         if self.journal is not None:  # the new version holds every write so far
             old = self.journal.path
@@ -266,24 +269,34 @@ class ImageIndex:
             name = version_name(staged)
             Journal(journal_path(root, name)).append(tail)
             publish(root, staged)
-            new = load(root, encoder_checksum=encoder_checksum, writable=True, clean=False)
+            new = load(root, encoder_checksum=encoder_checksum, writable=True, clean=False, milvus_uri=self.milvus_uri)
+            new.backend.publish()
             then(new)
             self.retired = True
+            self.backend.retire(new.backend)
             self.journal.path.unlink(missing_ok=True)
         return new, len(tail)
 
     def close(self) -> None:
         self.catalog.close()
+        self.backend.close()
+        if self.replica_of is not None:  # a replica's private catalog copy (index.replica)
+            shutil.rmtree(self.catalog.path.parent, ignore_errors=True)
 
 
 def load(
-    root: str | Path, encoder_checksum: str | None = None, writable: bool = False, clean: bool = True
+    root: str | Path,
+    encoder_checksum: str | None = None,
+    writable: bool = False,
+    clean: bool = True,
+    milvus_uri: str | None = None,
 ) -> ImageIndex:
     """Open the current version of an index directory.
 
     Half-written versions are cleaned up first. With `encoder_checksum`, an index built by a
     different encoder is refused (its vectors would be meaningless for that encoder's queries).
-    Read-only opens memory-map the index file where FAISS supports it.
+    Read-only opens memory-map the index file where FAISS supports it. `milvus_uri` overrides
+    the Milvus URI the version recorded (a server seen under another address).
     """
     root = Path(root)
     if writable and clean:
@@ -297,24 +310,22 @@ def load(
             f"{encoder_checksum[:12]}...; rebuild it with `latent-search index build --encoder ...` "
             "or serve the encoder it was built with"
         )
-    path = str(version / INDEX_FILE)
+    backend = open_store(version, manifest.vector_store, writable, uri=milvus_uri)
     if writable:
         # Writes go to a private copy of the catalog plus the journal (replayed here);
         # commit() publishes them as a new version.
-        index = faiss.read_index(path)
         work = staging_dir(root)
         shutil.copy2(version / CATALOG_FILE, work / CATALOG_FILE)
         journal = Journal(journal_path(root, version.name))
-        opened = ImageIndex(index, Catalog(work / CATALOG_FILE), manifest, version)
+        opened = ImageIndex(backend, Catalog(work / CATALOG_FILE), manifest, version)
         replayed = opened.replay(journal.replay())
-        opened.journal = journal
+        opened.journal, opened.milvus_uri = journal, milvus_uri
         if replayed:
             LOG.info("replayed %d journalled write(s) onto %s", replayed, version.name)
+        # A write a crash cut off after the store took it but before the journal did was never
+        # acknowledged: a store that outlives the process (Milvus) lets go of it here.
+        if (dropped := backend.reconcile(opened.catalog.ids())) > 0:
+            LOG.warning("dropped %d vector(s) of unacknowledged writes from the vector store", dropped)
         return opened
-    else:
-        try:
-            index = faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-        except RuntimeError:
-            index = faiss.read_index(path)
     catalog = Catalog(version / CATALOG_FILE, read_only=True)
-    return ImageIndex(index, catalog, manifest, version)
+    return ImageIndex(backend, catalog, manifest, version)

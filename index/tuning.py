@@ -9,12 +9,10 @@ from typing import Any
 import faiss
 import numpy as np
 
-from index.faiss_index import search_param_name, set_search_param, unwrap
+from index.vectors import VectorStore
 
 LOG = logging.getLogger(__name__)
 
-NPROBE_GRID = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024)
-EF_GRID = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024)
 TUNE_QUERIES = 1000
 
 
@@ -34,26 +32,24 @@ def exact_neighbours(base: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: 
 
 
 def tune(
-    index: faiss.Index, queries: np.ndarray, truth: np.ndarray, target: float, k: int = 10, margin: float = 0.01
+    store: VectorStore, queries: np.ndarray, truth: np.ndarray, target: float, k: int = 10, margin: float = 0.01
 ) -> tuple[str | None, int | None, float]:
     """Smallest search parameter reaching `target` + `margin` recall@k: (name, value, recall).
 
     The margin covers the gap between the tuning queries (collection vectors, own id dropped)
-    and unseen queries, measured at about half a point in bench/index.py.
+    and unseen queries, measured at about half a point in bench/index.py. The recall is
+    measured through the store itself, so an engine that ignores a parameter shows it.
     """
     target = min(1.0, target + margin)
-    name = search_param_name(index)
+    name = store.param_name()
     if name is None:
-        _, found = index.search(queries, k)
+        _, found = store.search(queries, k)
         return None, None, recall_at_k(found, truth, k)
-    grid: tuple[int, ...] = NPROBE_GRID if name == "nprobe" else EF_GRID
-    if name == "nprobe":
-        nlist = faiss.extract_index_ivf(unwrap(index)).nlist
-        grid = (*(v for v in grid if v < nlist), nlist)
+    grid = store.param_grid()
     best: tuple[int, float] = (grid[-1], 0.0)
     for value in grid:
-        set_search_param(index, value if name == "nprobe" else max(value, k))
-        _, found = index.search(queries, k)
+        store.set_param(value if name == "nprobe" else max(value, k))
+        _, found = store.search(queries, k)
         recall = recall_at_k(found, truth, k)
         LOG.debug("%s=%d recall@%d=%.4f", name, value, k, recall)
         if recall > best[1]:
@@ -61,12 +57,12 @@ def tune(
         if recall >= target:
             return name, value, recall
     LOG.warning("%s never reached recall@%d %.2f (best %.4f at %d)", name, k, target, best[1], best[0])
-    set_search_param(index, best[0])
+    store.set_param(best[0])
     return name, best[0], best[1]
 
 
 def tune_index(
-    index: faiss.Index,
+    store: VectorStore,
     vectors: np.ndarray,
     ids: np.ndarray,
     target: float,
@@ -85,8 +81,7 @@ def tune_index(
     if k < 1:
         return {"search_params": {}, "recall_at_10": 1.0, "tuning_queries": 0}
     truth = _drop_own(exact_neighbours(vectors, ids, queries, k + 1), own, k)
-    wrapped = _DropOwn(index, own, k)
-    name, value, recall = tune(wrapped, queries, truth, target, k)  # type: ignore[arg-type]
+    name, value, recall = tune(_DropOwn(store, own, k), queries, truth, target, k)
     return {
         "search_params": {name: value} if name else {},
         "recall_at_10": round(recall, 4),
@@ -104,11 +99,10 @@ def _drop_own(found: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
 
 
 class _DropOwn:
-    """Presents `index` to `tune` with each query's own id removed from its results."""
+    """Presents `store` to `tune` with each query's own id removed from its results."""
 
-    def __init__(self, index: faiss.Index, own: np.ndarray, k: int) -> None:
-        # Not named `index`: attribute look-ups (e.g. `.index` of an id map) must reach the real index.
-        self.wrapped, self.own, self.k = index, own, k
+    def __init__(self, store: VectorStore, own: np.ndarray, k: int) -> None:
+        self.wrapped, self.own, self.k = store, own, k
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.wrapped, name)

@@ -61,6 +61,7 @@ class Manifest:
     skipped_unreadable: int | None = None
     duplicates: int | None = None
     seconds: dict[str, float] | None = None
+    vector_store: dict[str, Any] | None = None  # index.vectors: backend and where (None: the FAISS file)
     map: dict[str, Any] | None = None  # index.atlas: how the 2-D map was made, the space's spread
     # ... or a rebuild by the service, or a commit of its journalled writes.
     rebuilt_by_job: str | None = None

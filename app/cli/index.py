@@ -35,15 +35,24 @@ def index_build(
     map_sample: Annotated[
         int, typer.Option(help="Images on the collection's 2-D map (t-SNE of a sample; 0: no map).")
     ] = DEFAULT_MAP_SAMPLE,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="Where the vectors live: faiss (default) or milvus [env LATENT_SEARCH_VECTOR_BACKEND]."),
+    ] = None,
+    milvus_uri: Annotated[
+        str | None,
+        typer.Option(help="Milvus Lite file or http://host:19530 (default OUT/milvus.db) [env ..._MILVUS_URI]."),
+    ] = None,
     batch_size: Annotated[int, typer.Option()] = 256,
     device: Annotated[str | None, typer.Option()] = None,
     threads: Annotated[int | None, typer.Option()] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Embed a collection with f and publish a FAISS cosine index plus catalog."""
+    """Embed a collection with f and publish a cosine index (FAISS or Milvus) plus catalog."""
     configure(verbose, threads)
     from index.build import build_index
     from index.pipeline import BuildOptions
+    from index.vectors import BackendChoice
     from model.distributed import setup, teardown
     from model.runtime import load_runtime
 
@@ -54,7 +63,8 @@ def index_build(
         # Under torchrun: every process embeds a share on its own device; rank 0 builds.
         _, dev, created = setup(device)
         enc = load_runtime(encoder, runtime, str(dev))
-        options = BuildOptions(factory, memory_budget_mb * 2**20, target_recall, max(0, map_sample))
+        choice = BackendChoice.from_env(backend, milvus_uri)
+        options = BuildOptions(factory, memory_budget_mb * 2**20, target_recall, max(0, map_sample), choice)
         report = build_index(enc, data_path(data), out, options=options, batch_size=batch_size)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         fail(exc)
@@ -66,7 +76,8 @@ def index_build(
         return
     m = report.manifest
     typer.echo(
-        f"published {out}/versions/{report.version}: {m['count']} images, {m['index_type']}, "
+        f"published {out}/versions/{report.version}: {m['count']} images, {m['index_type']} "
+        f"({m.get('vector_store', {}).get('backend', 'faiss')}), "
         f"search {m['search_params'] or 'exact'}, recall@10 {m['recall_at_10']:.3f}, "
         f"{m['skipped_unreadable']} unreadable, {m['duplicates']} duplicates, {m['seconds']['total']:.0f} s"
     )

@@ -61,6 +61,8 @@ def demo(
     import shutil
 
     from index.build import build_index
+    from index.pipeline import BuildOptions
+    from index.vectors import BackendChoice, BackendUnavailableError, backend_of
     from index.versions import IndexNotFoundError, read_manifest
     from model.checksum import file_sha256
     from model.presets import preset as get_preset
@@ -85,16 +87,19 @@ def demo(
             typer.echo(f"[1/3] {'resuming' if resume else 'training'} a {name} encoder on {source}")
             run_train(get_preset(name), source, run_dir, resume=resume)
         checksum = file_sha256(encoder_path)
+        choice = BackendChoice.from_env()  # LATENT_SEARCH_VECTOR_BACKEND / _MILVUS_URI
         try:
-            current = read_manifest(index_dir)["encoder"]["sha256"] == checksum
+            manifest = read_manifest(index_dir)
+            same_backend = backend_of(manifest.get("vector_store")) == choice.name
+            current = manifest["encoder"]["sha256"] == checksum and same_backend
         except IndexNotFoundError:
             current = False
         if current and not reindex:
             typer.echo(f"[2/3] reusing index {index_dir} (pass --reindex to rebuild)")
         else:
             typer.echo(f"[2/3] indexing {source}")
-            build_index(load_runtime(encoder_path), source, index_dir)
-    except (FileNotFoundError, FileExistsError, ValueError, NonFiniteLossError) as exc:
+            build_index(load_runtime(encoder_path), source, index_dir, options=BuildOptions(backend=choice))
+    except (FileNotFoundError, FileExistsError, ValueError, NonFiniteLossError, BackendUnavailableError) as exc:
         fail(exc)
         return
     if no_serve:

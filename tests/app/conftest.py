@@ -13,13 +13,23 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 from index.build import build_index
+from index.milvus_index import LITE_IN_INDEX, disconnect
+from index.pipeline import BuildOptions
+from index.vectors import BACKENDS, BackendChoice
 from model.embed import load_encoder
 
 
-@pytest.fixture(scope="session")
-def tiny_index(tiny_encoder: Path, image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("index") / "idx"
-    build_index(load_encoder(tiny_encoder), image_folder, root, progress=False)
+@pytest.fixture(scope="session", params=BACKENDS)
+def tiny_index(
+    request: pytest.FixtureRequest, tiny_encoder: Path, image_folder: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The tiny index, once with its vectors in FAISS and once in Milvus (Lite, inside the index
+    directory): every test of the service that uses it runs against both backends."""
+    root = tmp_path_factory.mktemp(f"index-{request.param}") / "idx"
+    options = BuildOptions(backend=BackendChoice(request.param))
+    build_index(load_encoder(tiny_encoder), image_folder, root, options=options, progress=False)
+    if request.param == "milvus":
+        disconnect(str(root / LITE_IN_INDEX))  # so that copies and other processes can open it cleanly
     return root
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from index.build import build_index
 from index.catalog import Catalog, NewImage
-from index.faiss_index import build_faiss
+from index.faiss_index import FaissStore
 from index.store import ImageIndex
 from index.versions import Manifest
 from model.embed import load_encoder
@@ -29,7 +29,7 @@ def make_index(tmp_path: Path, vectors: np.ndarray, factory: str = "Flat") -> Im
     catalog = Catalog(tmp_path / "catalog.sqlite")
     ids = np.array([i for i, _ in catalog.add(rows_for(len(vectors)))], dtype=np.int64)
     manifest = Manifest(version="test", encoder={}, dim=vectors.shape[1], count=len(ids), index_type=factory)
-    return ImageIndex(build_faiss(vectors, ids, factory), catalog, manifest, None)
+    return ImageIndex(FaissStore.build(vectors, ids, factory), catalog, manifest, None)
 
 
 @pytest.fixture()

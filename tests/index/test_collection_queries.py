@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from index.catalog import Catalog, CatalogFilter, NewImage
-from index.faiss_index import build_faiss, set_search_param
+from index.faiss_index import FaissStore
 from index.store import ImageIndex
 from index.versions import Manifest
 from tests.conftest import clustered_vectors
@@ -27,9 +27,9 @@ def labelled_index(tmp_path: Path, factory: str) -> tuple[ImageIndex, np.ndarray
     catalog = Catalog(tmp_path / "catalog.sqlite")
     ids = np.array([i for i, _ in catalog.add(rows)], dtype=np.int64)
     manifest = Manifest(version="t", encoder={}, dim=DIM, count=N, index_type=factory)
-    index = ImageIndex(build_faiss(vectors, ids, factory), catalog, manifest, None)
+    index = ImageIndex(FaissStore.build(vectors, ids, factory), catalog, manifest, None)
     if factory.startswith("IVF"):
-        set_search_param(index.index, 4)  # 4 of 64 lists: an unfiltered search sees ~6 % of the index
+        index.backend.set_param(4)  # 4 of 64 lists: an unfiltered search sees ~6 % of the index
     return index, vectors, rows
 
 
@@ -75,10 +75,10 @@ def test_rows_the_approximate_search_under_fills_are_answered_exactly(
 ) -> None:
     index, vectors, rows = labelled_index(tmp_path, "IVF64,Flat")
 
-    def under_filled(idx: object, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def under_filled(queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((len(queries), k), np.float32), np.full((len(queries), k), -1, np.int64)
 
-    monkeypatch.setattr("index.store.search_among", under_filled)
+    monkeypatch.setattr(index.backend, "search_among", under_filled)
     where = CatalogFilter(("common",))
     _, found = index.search(vectors[:3], 7, where)
     assert [f.tolist() for f in found] == reference(vectors, rows, where, vectors[:3], 7)

@@ -16,7 +16,6 @@ from index import duplicates as dup
 from index.build import build_index
 from index.catalog import NewImage
 from index.duplicates import TooManyPairsError, find_duplicates, write_groups
-from index.faiss_index import set_search_param
 from index.store import load
 from model.embed import load_encoder
 from tests.conftest import clustered_vectors
@@ -61,7 +60,7 @@ def test_groups_equal_the_brute_force_components(tmp_path: Path, factory: str, t
     vectors = planted()
     index = make_index(tmp_path, vectors, factory)
     if factory.startswith("IVF"):
-        set_search_param(index.index, 16)  # every list: the range search is exact, as the reference
+        index.backend.set_param(16)  # every list: the range search is exact, as the reference
     report = find_duplicates(index, threshold)
     ids = index.catalog.ids()
     got = {frozenset(m.id for m in g.members) for g in report.groups}

@@ -10,7 +10,7 @@ import faiss
 import numpy as np
 import pytest
 
-from index.faiss_index import build_faiss
+from index.faiss_index import FaissStore
 from index.pipeline import BuildOptions, check_built, stage_version
 from index.versions import staging_dir
 from tests.conftest import clustered_vectors
@@ -28,16 +28,16 @@ def test_stage_version_writes_index_and_manifest(tmp_path: Path) -> None:
     assert on_disk["recall_at_10"] == 1.0 and on_disk["data"] == "d"
     assert on_disk["seconds"]["embed"] == 1.5 and on_disk["seconds"]["total"] >= 1.5
     written = faiss.read_index(str(staged / "index.faiss"))
-    assert written.ntotal == 300 and index.ntotal == 300
+    assert written.ntotal == 300 and index.count == 300
 
 
 def test_a_build_missing_vectors_or_ids_is_caught(tmp_path: Path) -> None:
     vectors = clustered_vectors(50, 8, 3)
     ids = np.arange(50, dtype=np.int64)
-    good = build_faiss(vectors, ids, "Flat")
+    good = FaissStore.build(vectors, ids, "Flat")
     check_built(good, vectors, ids, exact=True)
     with pytest.raises(RuntimeError, match="holds 49 vectors for 50"):
-        check_built(build_faiss(vectors[:49], ids[:49], "Flat"), vectors, ids, exact=True)
-    shuffled = build_faiss(vectors, ids[::-1].copy(), "Flat")  # every vector under another id
+        check_built(FaissStore.build(vectors[:49], ids[:49], "Flat"), vectors, ids, exact=True)
+    shuffled = FaissStore.build(vectors, ids[::-1].copy(), "Flat")  # every vector under another id
     with pytest.raises(RuntimeError, match="did not find its own images"):
         check_built(shuffled, vectors, ids, exact=True)
