@@ -2,17 +2,19 @@
 #   Anywhere with a package registry:   docker build -f docker/api.Dockerfile .
 #   Offline (as on our machines):       docker/build-local.sh  (fills docker/wheelhouse, local base)
 # With wheels in docker/wheelhouse the install is offline (--no-index); with none, from the registry.
+# REQUIREMENTS=requirements-milvus.txt adds the Milvus client (the compose profile "milvus").
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS deps
+ARG REQUIREMENTS=requirements-api.txt
 # Dependencies first, in their own layer: code changes do not reinstall them.
-COPY docker/requirements-api.txt /tmp/requirements-api.txt
+COPY docker/requirements-*.txt /tmp/
 COPY docker/wheelhouse/ /wheelhouse/
 RUN python3 -m venv /opt/venv \
  && if ls /wheelhouse/*.whl >/dev/null 2>&1; then \
-        /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheelhouse -r /tmp/requirements-api.txt; \
+        /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheelhouse -r /tmp/${REQUIREMENTS}; \
     else \
-        /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements-api.txt; \
+        /opt/venv/bin/pip install --no-cache-dir -r /tmp/${REQUIREMENTS}; \
     fi \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
  && find /opt/venv/lib/python3*/site-packages -type d -name tests -prune -exec rm -rf {} + \

@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=${BASE:-latent-search/base:bookworm-min}
 IMAGE=${IMAGE:-latent-search/api:local}
+REQUIREMENTS=${REQUIREMENTS:-requirements-api.txt}  # requirements-milvus.txt: with the Milvus client
 WHEELS=docker/wheelhouse
 
 # A Python with pip to download with (inside `uv run` the first python3 is the project's venv, which has none).
@@ -27,7 +28,7 @@ wheels() {
     local py
     py=$(pip_python)
     # pip's config on some machines points at index folders that do not exist: drop those warnings, keep errors.
-    "$py" -m pip download --quiet --only-binary=:all: --dest "$WHEELS" -r docker/requirements-api.txt \
+    "$py" -m pip download --quiet --only-binary=:all: --dest "$WHEELS" -r "docker/$REQUIREMENTS" \
         2> >(grep -v "WARNING: Location" >&2)
     ls "$WHEELS" | grep -q '^torch-' && { echo "the wheelhouse holds a torch wheel the image does not need: clear $WHEELS" >&2; exit 1; }
     echo "wheelhouse: $(ls "$WHEELS"/*.whl | wc -l) wheels, $(du -sh "$WHEELS" | cut -f1)"
@@ -63,5 +64,5 @@ wheels
 start_engine
 base_image
 started=$(date +%s)
-docker build --network host --build-arg BASE_IMAGE="$BASE" -f docker/api.Dockerfile -t "$IMAGE" . >/tmp/docker-build.log
+docker build --network host --build-arg BASE_IMAGE="$BASE" --build-arg REQUIREMENTS="$REQUIREMENTS" -f docker/api.Dockerfile -t "$IMAGE" . >/tmp/docker-build.log
 echo "built $IMAGE in $(( $(date +%s) - started )) s; size $(docker image inspect "$IMAGE" --format '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}')"

@@ -288,7 +288,10 @@ class MilvusStore:
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         want = [int(i) for i in ids]
-        got = {int(r["id"]): r["vector"] for r in self.client.get(self.collection, ids=want, output_fields=["vector"])}
+        got: dict[int, Any] = {}
+        for start in range(0, len(want), INSERT_BATCH):  # bounded replies (gRPC's 64 MB message limit)
+            part = self.client.get(self.collection, ids=want[start : start + INSERT_BATCH], output_fields=["vector"])
+            got.update((int(r["id"]), r["vector"]) for r in part)
         missing = [i for i in want if i not in got]
         if missing:
             raise KeyError(f"ids not in the Milvus collection {self.collection}: {missing[:5]}")
