@@ -26,6 +26,7 @@ from model.encoder import SimCLRModel, set_train_mode
 from model.feed import EvalSet
 from model.health import effective_rank, health, uniformity
 from model.plots import plot_embedding_map, plot_training_curves
+from model.run_dir import CANDIDATES
 
 LOG = logging.getLogger(__name__)
 
@@ -104,20 +105,8 @@ def linear_probe(
         return float((clf(xte).argmax(1) == test_labels).float().mean())
 
 
-def evaluate_encoder(
-    encoder_path: str | Path,
-    data: str | Path,
-    out_dir: str | Path | None = None,
-    k: int = 200,
-    probe_epochs: int = 60,
-    map_method: str = "tsne",
-    device: str | None = None,
-) -> dict[str, Any]:
-    """kNN top-1 and linear probe of a frozen encoder (train split -> test split), plus plots.
-
-    Writes eval.json, embedding_map.png and (when the run's metrics.jsonl is beside the
-    encoder) training_curves.png into `out_dir` (default: the encoder's folder).
-    """
+def _labelled_features(encoder_path: str | Path, data: str | Path, device: str | None) -> tuple[Any, ...]:
+    """(encoder runtime, collection, train and test indices, features, seconds) for labelled data."""
     import time
 
     from model.data import load_collection
@@ -135,7 +124,46 @@ def evaluate_encoder(
     train_idx, test_idx = train_idx[coll.labels[train_idx] >= 0], test_idx[coll.labels[test_idx] >= 0]
     chunks = torch.split(coll.images, 256)
     feats = torch.cat([torch.from_numpy(encoder.embed_pixels(c.permute(0, 2, 3, 1).numpy())) for c in chunks])
-    embed_seconds = time.perf_counter() - started
+    return encoder, coll, train_idx, test_idx, feats, time.perf_counter() - started
+
+
+def evaluate_candidates(encoder_path: str | Path, data: str | Path, k: int, device: str | None) -> dict[str, Any]:
+    """kNN top-1 and 1-NN of the networks a run compared and did not keep (model.release saves
+    them in candidates/ beside encoder.pt), each at its own input size."""
+    out: dict[str, Any] = {}
+    for path in sorted((Path(encoder_path).parent / CANDIDATES).glob("*.pt")):
+        encoder, coll, train_idx, test_idx, feats, seconds = _labelled_features(path, data, device)
+        tr, te, ytr, yte = feats[train_idx], feats[test_idx], coll.labels[train_idx], coll.labels[test_idx]
+        out[path.stem] = {
+            "encoder": str(path),
+            "image_size": encoder.image_size,
+            "knn_top1": knn_accuracy(tr, ytr, te, yte, k=k),
+            "knn1_top1": knn_accuracy(tr, ytr, te, yte, k=1),
+            "embed_seconds": round(seconds, 2),
+        }
+    return out
+
+
+def evaluate_encoder(
+    encoder_path: str | Path,
+    data: str | Path,
+    out_dir: str | Path | None = None,
+    k: int = 200,
+    probe_epochs: int = 60,
+    map_method: str = "tsne",
+    device: str | None = None,
+    candidates: bool = True,
+) -> dict[str, Any]:
+    """kNN top-1 and linear probe of a frozen encoder (train split -> test split), plus plots;
+    with `candidates`, kNN of the networks the run compared it with and did not keep.
+
+    Writes eval.json, embedding_map.png and (when the run's metrics.jsonl is beside the
+    encoder) training_curves.png into `out_dir` (default: the encoder's folder).
+    """
+    import time
+
+    started = time.perf_counter()
+    encoder, coll, train_idx, test_idx, feats, embed_seconds = _labelled_features(encoder_path, data, device)
     tr, te = feats[train_idx], feats[test_idx]
     ytr, yte = coll.labels[train_idx], coll.labels[test_idx]
     result: dict[str, Any] = {
@@ -166,6 +194,8 @@ def evaluate_encoder(
     if metrics.exists():
         plot_training_curves(metrics, out / "training_curves.png")
         result["plots"].append(str(out / "training_curves.png"))
+    if candidates and (found := evaluate_candidates(encoder_path, data, k, device)):
+        result["candidates"] = found
     result["seconds"] = round(time.perf_counter() - started, 2)
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

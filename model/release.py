@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from model.checkpoint import save_encoder
 from model.config import RunConfig
 from model.feed import EvalSet
 from model.hardware import describe
-from model.run_dir import ENCODER
+from model.pretrained import export_as_is
+from model.run_dir import CANDIDATES, ENCODER
 from model.train_state import TrainState
 
 LOG = logging.getLogger(__name__)
@@ -36,16 +38,29 @@ def release(
     tell the user."""
     backbone, enc_cfg, dim = state.model.backbone, cfg.encoder, state.model.feature_dim
     adaptation, choice, message = None, None, None
+    trained_here = (state.model.backbone, cfg.encoder, state.model.feature_dim)
+    if final:  # the networks compared and not kept, as encoder files: `eval` reports their kNN too
+        shutil.rmtree(run_dir / CANDIDATES, ignore_errors=True)
+        (run_dir / CANDIDATES).mkdir()
     if final and cfg.encoder.init:
         backbone, adaptation = keep_better(backbone, enc_cfg, evalset.heldout, device)
         (run_dir / "adaptation.json").write_text(json.dumps(adaptation, indent=2) + "\n")
         message = f"kept the {adaptation['kept']} network (copy retrieval on held-out images, adaptation.json)"
+        if adaptation["kept"] == "adapted":
+            export_as_is(cfg.encoder.init, run_dir / CANDIDATES / "pretrained.pt", cfg.encoder.image_size)
+        else:
+            save_encoder(run_dir / CANDIDATES / "adapted.pt", *trained_here)
     elif final and cfg.train.rival:
         backbone, enc_cfg, rival_dim, choice = keep_better_than_rival(
             backbone, enc_cfg, cfg.train.rival, evalset.heldout, device
         )
         dim = rival_dim or dim
         (run_dir / "choice.json").write_text(json.dumps(choice, indent=2) + "\n")
+        if choice["kept"] != "trained":
+            save_encoder(run_dir / CANDIDATES / "trained.pt", *trained_here)
+        elif "skipped" not in choice:
+            rival = cfg.train.rival
+            export_as_is(rival, run_dir / CANDIDATES / f"{rival}.pt", choice["rival_image_size"])
         if "skipped" not in choice:
             scores = choice["copy_retrieval"]
             message = (

@@ -17,6 +17,7 @@ from model.checkpoint import load_checkpoint
 from model.config import RunConfig
 
 CHECKPOINT, ENCODER, CONFIG, METRICS = "checkpoint.pt", "encoder.pt", "config.json", "metrics.jsonl"
+CANDIDATES = "candidates"  # the networks a run compared and did not keep, as encoder files (model.release)
 
 
 def open_run(run_dir: Path, resume: bool, world_size: int) -> dict[str, Any] | None:

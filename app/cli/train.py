@@ -155,6 +155,9 @@ def evaluate(
     ] = None,
     k: Annotated[int, typer.Option(help="Neighbours for kNN.")] = 200,
     map_method: Annotated[str, typer.Option(help="tsne | pca")] = "tsne",
+    candidates: Annotated[
+        bool, typer.Option(help="Also kNN of the networks the run compared and did not keep (candidates/).")
+    ] = True,
     device: Annotated[str | None, typer.Option()] = None,
     threads: Annotated[int | None, typer.Option()] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -165,7 +168,7 @@ def evaluate(
 
     try:
         result: dict[str, Any] = evaluate_encoder(
-            encoder, data_path(data), out, k=k, map_method=map_method, device=device
+            encoder, data_path(data), out, k=k, map_method=map_method, device=device, candidates=candidates
         )
     except (FileNotFoundError, ValueError) as exc:
         fail(exc)
@@ -179,6 +182,11 @@ def evaluate(
             indent=2,
         )
     )
+    for name, other in result.get("candidates", {}).items():
+        typer.echo(
+            f"compared by the run and not kept: {name} ({other['image_size']} px): kNN top-1 "
+            f"{other['knn_top1']:.4f}, 1-NN {other['knn1_top1']:.4f}"
+        )
     typer.echo(f"wrote {Path(result['plots'][0]).parent / 'eval.json'} and {', '.join(result['plots'])}")
 
 

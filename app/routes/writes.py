@@ -27,6 +27,7 @@ router = APIRouter(tags=["writes"])
 AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"description": "An API key is configured and the request has none."},
     403: {"description": "Wrong API key."},
+    409: {"description": "This server is a read replica: send writes and rebuilds to the writer."},
 }
 
 
@@ -97,7 +98,11 @@ async def delete_image(service: ServiceDep, rebuilder: RebuilderDep, image_id: I
     status_code=202,
     response_model=RebuildJobInfo,
     dependencies=[AdminDep, ReadyGuard],
-    responses={409: {"description": "A rebuild is already running."}, 503: ERROR_RESPONSES[503], **AUTH_RESPONSES},
+    responses={
+        503: ERROR_RESPONSES[503],
+        **AUTH_RESPONSES,
+        409: {"description": "A rebuild is already running, or this server is a read replica."},
+    },
 )
 async def start_rebuild(rebuilder: RebuilderDep, body: RebuildRequest | None = None) -> RebuildJobInfo:
     """Re-embed the catalog and swap in a new index version in the background."""

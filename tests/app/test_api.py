@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.main import create_app
-from tests.app.conftest import make_settings
+from tests.app.conftest import make_settings, wait_ready
 from tests.conftest import encode, pattern_image
 
 
@@ -143,3 +144,23 @@ def test_not_ready_answers_503(tiny_encoder: Path, tmp_path: Path) -> None:
         s = c.post("/search", files={"image": ("q.png", png(), "image/png")})
         assert s.status_code == 503 and "not loaded" in s.json()["detail"]
         assert c.get("/index").status_code == 503
+
+
+def test_index_reports_its_backend_and_a_mismatched_setting_is_refused(tiny_encoder: Path, tiny_index: Path) -> None:
+    """GET /index names the backend the index uses; LATENT_SEARCH_VECTOR_BACKEND set to the
+    other one keeps the service unready with the command that rebuilds."""
+    with TestClient(create_app(make_settings(tiny_encoder, tiny_index))) as c:
+        wait_ready(c)
+        info = c.get("/index").json()
+        backend = info["backend"]
+        assert backend in ("faiss", "milvus") and info["recall_at_10"] is not None
+        assert (info["vector_store"] or {}).get("backend", "faiss") == backend
+    other = "faiss" if backend == "milvus" else "milvus"
+    with TestClient(create_app(make_settings(tiny_encoder, tiny_index, vector_backend=other))) as c:
+        for _ in range(400):
+            r = c.get("/ready")
+            if "keeps its vectors" in (r.json()["detail"] or ""):
+                break
+            time.sleep(0.05)
+        assert r.status_code == 503 and f"keeps its vectors in {backend}" in r.json()["detail"]
+        assert f"--backend {other}" in r.json()["detail"]

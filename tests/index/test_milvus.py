@@ -14,7 +14,7 @@ import index.milvus_index as mi
 from index.catalog import Catalog, CatalogFilter, NewImage
 from index.pipeline import BuildOptions, stage_version
 from index.store import ImageIndex, load
-from index.vectors import BackendChoice, BackendUnavailableError
+from index.vectors import BackendChoice, BackendUnavailableError, same_backend
 from index.versions import CATALOG_FILE, publish, staging_dir
 from tests.conftest import clustered_vectors, free_port
 from tests.index.conftest import brute_force
@@ -164,3 +164,12 @@ def test_unreachable_milvus_and_missing_collection_are_clear_errors(tmp_path: Pa
     store.client.drop_collection(store.collection)
     with pytest.raises(BackendUnavailableError, match="has no collection"):
         load(tmp_path / "b")
+
+
+def test_a_rebuild_stays_in_the_backend_and_place_the_version_records() -> None:
+    inside = {"backend": "milvus", "uri": mi.LITE_IN_INDEX, "collection": "c", "alias": "a"}
+    assert same_backend(inside) == BackendChoice("milvus", None)  # the new version's Lite folder: the index's
+    server = {**inside, "uri": "http://milvus:19530"}
+    assert same_backend(server) == BackendChoice("milvus", "http://milvus:19530")
+    assert same_backend(server, "http://other:19530").uri == "http://other:19530"
+    assert same_backend(None) == BackendChoice("faiss") == same_backend({"backend": "faiss", "file": "index.faiss"})

@@ -19,6 +19,7 @@ from model.augment import normalize
 from model.config import AugmentConfig, EncoderConfig, RunConfig, TrainConfig
 from model.efficientnet_lite import EfficientNetLite
 from model.embed import load_encoder
+from model.evaluate import evaluate_encoder
 from model.optim import build_optimizer
 from model.pretrained import MissingWeightsError, export_as_is, load_weights, starting_point, weights_path
 from model.train import train
@@ -144,6 +145,15 @@ def test_a_finished_adaptation_records_which_network_it_kept(image_folder: Path,
     assert set(record["copy_retrieval"]) == {"adapted", "pretrained"}
     payload = torch.load(tmp_path / "run" / "encoder.pt", weights_only=True)
     assert payload["trained"]["adaptation"]["kept"] == record["kept"]
+    state = package_state()
     if record["kept"] == "pretrained":  # then encoder.pt holds exactly the package's weights
-        state = package_state()
         assert all(torch.equal(v, state[k]) for k, v in payload["state_dict"].items())
+    # The network not kept is saved beside it, and `eval` reports its kNN too.
+    other = "pretrained" if record["kept"] == "adapted" else "adapted"
+    assert [p.stem for p in (tmp_path / "run" / "candidates").iterdir()] == [other]
+    saved = torch.load(tmp_path / "run" / "candidates" / f"{other}.pt", weights_only=True)["state_dict"]
+    same = all(torch.equal(v, state[k]) for k, v in saved.items())
+    assert same == (other == "pretrained")
+    result = evaluate_encoder(tmp_path / "run" / "encoder.pt", image_folder, k=5, probe_epochs=5, map_method="pca")
+    assert set(result["candidates"]) == {other}
+    assert 0.0 <= result["candidates"][other]["knn_top1"] <= 1.0 and result["candidates"][other]["image_size"] == 32
