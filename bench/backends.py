@@ -95,6 +95,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--milvus-uri", default=None, help="a Milvus server instead of Milvus Lite")
+    parser.add_argument("--backends", nargs="+", default=["faiss", "milvus"], choices=["faiss", "milvus"])
+    parser.add_argument("--section", default="backends", help="the BENCHMARKS.md section to write")
     parser.add_argument("--single-seconds", type=float, default=10.0, help="time spent on single queries")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -109,13 +111,16 @@ def main() -> None:
         del exact
         work = Path(tempfile.mkdtemp(prefix="bench-backends-"))
         try:
-            for backend in ("faiss", "milvus"):
+            for backend in args.backends:
                 rows.append(run_one(backend, args.milvus_uri, base, queries, truth, work, args.single_seconds))
         finally:
             shutil.rmtree(work, ignore_errors=True)
     body = (
-        f"## Vector backends: FAISS and Milvus ({today()})\n\n`uv run python -m bench.backends --sizes "
-        f"{' '.join(map(str, args.sizes))}` on {machine()}; pymilvus / milvus-lite as locked in uv.lock. "
+        f"## Vector backends: {' and '.join(sorted({r['backend'] for r in rows}))} ({today()})\n\n"
+        f"`uv run python -m bench.backends --sizes {' '.join(map(str, args.sizes))} "
+        f"--backends {' '.join(args.backends)}"
+        + (f" --milvus-uri {args.milvus_uri}" if args.milvus_uri else "")
+        + f"` on {machine()}; pymilvus / milvus-lite as locked in uv.lock. "
         "d = 512 clustered synthetic unit vectors (bench.index's mixture); the index the build's planner "
         "picks, tuned by the build's tuner for recall@10 >= 0.95 through each backend; "
         f"{args.queries} fresh queries; single queries for up to {args.single_seconds:.0f} s, batches of 100. "
@@ -155,7 +160,7 @@ def main() -> None:
     )
     print(body)
     if not args.no_write:
-        write_section("backends", body)
+        write_section(args.section, body)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Screenshots of the page's views for the README, from a real server and a real Chromium.
 
     uv run python -m bench.screenshots --encoder runs/default/encoder.pt --index indexes/default --out docs
+    uv run python -m bench.screenshots --base http://127.0.0.1:8000 --out shots   # a server already up
 
 Starts `latent-search serve` on a free port, opens the page in headless Chromium (Playwright,
 /usr/bin/chromium) and writes docs/search-page.png, docs/browse-view.png (one label),
@@ -43,18 +44,24 @@ def wait_ready(base: str, timeout: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--encoder", type=Path, required=True)
-    parser.add_argument("--index", type=Path, required=True)
+    parser.add_argument("--encoder", type=Path, help="with --index: start `latent-search serve` on them")
+    parser.add_argument("--index", type=Path)
+    parser.add_argument("--base", help="a server already running instead (e.g. `latent-search demo`'s)")
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--threshold", type=float, default=0.99, help="cosine for the duplicates view")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--encoder", str(args.encoder), "--index", str(args.index),
-           "--port", str(port)]  # fmt: skip
-    server = subprocess.Popen(cmd, env=os.environ.copy())
+    if args.base:
+        base, server = args.base.rstrip("/"), None
+    elif args.encoder and args.index:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        cmd = [sys.executable, "-m", "app.cli", "serve", "--encoder", str(args.encoder), "--index", str(args.index),
+               "--port", str(port)]  # fmt: skip
+        server = subprocess.Popen(cmd, env=os.environ.copy())
+    else:
+        parser.error("give --encoder and --index, or --base")
     try:
         wait_ready(base, 300)
         args.out.mkdir(parents=True, exist_ok=True)
@@ -98,8 +105,9 @@ def main() -> None:
             browser.close()
         print(f"wrote {args.out}/search-page.png, browse-view.png, map-view.png, duplicates-view.png")
     finally:
-        server.terminate()
-        server.wait(30)
+        if server is not None:
+            server.terminate()
+            server.wait(30)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,10 @@ def connect(uri: str) -> Any:
                 from pymilvus import MilvusClient
             except ImportError as exc:  # pragma: no cover - a dependency of the project
                 raise BackendUnavailableError("the Milvus backend needs `pip install pymilvus milvus-lite`") from exc
+            if not is_remote(uri):
+                # Milvus Lite serves gRPC inside this process and logs a traceback for every call
+                # it does not implement (pymilvus asks for a timestamp it then makes itself).
+                logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
             try:
                 _clients[uri] = MilvusClient(uri, timeout=CONNECT_TIMEOUT_S)
             except Exception as exc:
@@ -217,10 +221,9 @@ class MilvusStore:
                 self.client.drop_collection(name)
 
     def _alias_target(self) -> str | None:
-        try:
-            return str(self.client.describe_alias(self.alias)["collection_name"])
-        except Exception:  # no such alias yet
-            return None
+        if self.alias not in self.client.list_aliases().get("aliases", []):
+            return None  # not published yet (asked first: pymilvus logs a failed describe as an error)
+        return str(self.client.describe_alias(self.alias)["collection_name"])
 
     # VectorStore
 

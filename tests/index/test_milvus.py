@@ -5,6 +5,7 @@ alias switch, and clear errors. The service suites run on it too (tests/app/conf
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,14 @@ import pytest
 
 import index.milvus_index as mi
 from index.catalog import Catalog, CatalogFilter, NewImage
+from index.duplicates import find_duplicates
 from index.pipeline import BuildOptions, stage_version
 from index.store import ImageIndex, load
 from index.vectors import BackendChoice, BackendUnavailableError, same_backend
 from index.versions import CATALOG_FILE, publish, staging_dir
 from tests.conftest import clustered_vectors, free_port
 from tests.index.conftest import brute_force
+from tests.index.test_duplicates import naive_groups, planted
 
 
 def labelled_rows(n: int, offset: int = 0) -> list[NewImage]:
@@ -173,3 +176,14 @@ def test_a_rebuild_stays_in_the_backend_and_place_the_version_records() -> None:
     assert same_backend(server) == BackendChoice("milvus", "http://milvus:19530")
     assert same_backend(server, "http://other:19530").uri == "http://other:19530"
     assert same_backend(None) == BackendChoice("faiss") == same_backend({"backend": "faiss", "file": "index.faiss"})
+
+
+def test_duplicate_groups_on_milvus_equal_brute_force(tmp_path: Path) -> None:
+    """Milvus has no unbounded range search: the duplicate finder range-searches a FAISS copy
+    built like the index's plan (IVF at every list here, so exact) and must find the same groups."""
+    vectors = planted()
+    index = build(tmp_path / "idx", vectors, "IVF16,Flat")
+    index.manifest = replace(index.manifest, search_params={"nprobe": 16})
+    report = find_duplicates(index, 0.98)
+    got = {frozenset(m.id for m in g.members) for g in report.groups}
+    assert got == naive_groups(vectors, index.catalog.ids(), 0.98) and got
