@@ -99,4 +99,5 @@ def test_a_writer_and_a_read_replica_on_one_milvus_server(
         assert httpx.delete(f"{writer}/images/{new_id}", headers=AUTH).status_code in (200, 204)
         until(lambda: httpx.get(f"{replica}/images/{new_id}").status_code == 404)
         until(lambda: new_id not in search(replica, 777))
-        assert httpx.get(f"{replica}/index").json()["count"] == 54
+        # The replica counts through its own Milvus session: another process's delete shows within the time tick.
+        until(lambda: httpx.get(f"{replica}/index").json()["count"] == 54)
