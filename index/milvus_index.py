@@ -11,6 +11,10 @@ drops its own collection and leaves the alias alone.
 The FAISS plan (index.plan) maps onto Milvus index types: Flat -> FLAT, HNSW -> HNSW,
 IVF...,Flat -> IVF_FLAT, IVF...,PQ -> IVF_PQ; the search parameter (ef / nprobe) is tuned
 through Milvus itself, so an engine that ignores it (Milvus Lite) shows it in the recall.
+
+Connections (one client per URI, errors that say what to start) are index.milvus_client's. The
+rest stays one module (about 320 lines): every method works on the same collection, alias and
+client, and the build, publish, retire and drop steps are one life cycle.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import faiss
 import numpy as np
 
 from index.faiss_index import EF_GRID, NPROBE_GRID
+from index.milvus_client import LITE_IN_INDEX, absolute, connect
 from index.plan import IndexPlan
 from index.vectors import BackendUnavailableError
 from index.versions import MANIFEST_FILE, POINTER, Manifest
@@ -38,7 +43,6 @@ LOG = logging.getLogger(__name__)
 INSERT_BATCH = 5_000  # rows an upsert sends (512-d float32: 10 MB, under gRPC's 64 MB message limit)
 FILTER_IDS_MAX = 20_000  # allowed ids written into an `id in [...]` filter; more: oversample and filter here
 TOPK_MAX = 16_384  # Milvus's limit on k
-CONNECT_TIMEOUT_S = 10.0
 INDEX_WAIT_S = 1800.0  # longest a build waits for Milvus to index a new collection
 DROP_GRACE_S = 30.0  # a retired collection is dropped this long after the alias moved off it
 # Searches: "Session" sees this process's acknowledged writes at once and other processes' within
@@ -46,54 +50,6 @@ DROP_GRACE_S = 30.0  # a retired collection is dropped this long after the alias
 # time tick on every search (measured on a Milvus 2.3 server here: 3.6 q/s against 405 q/s).
 CONSISTENCY_ENV = "LATENT_SEARCH_MILVUS_CONSISTENCY"
 CONSISTENCY = "Session"
-
-_clients: dict[str, Any] = {}
-_clients_lock = threading.Lock()
-
-
-LITE_IN_INDEX = "milvus.db"  # the Milvus Lite folder inside the index directory, when no URI is given
-
-
-def is_remote(uri: str) -> bool:
-    return uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
-
-
-def absolute(uri: str) -> str:
-    """A Lite file's path made absolute (the manifest must find it from any working directory)."""
-    return uri if is_remote(uri) else str(Path(uri).expanduser().resolve())
-
-
-def connect(uri: str) -> Any:
-    """One client per URI and process (Milvus Lite allows one process per file)."""
-    with _clients_lock:
-        if uri not in _clients:
-            try:
-                from pymilvus import MilvusClient
-            except ImportError as exc:  # pragma: no cover - a dependency of the project
-                raise BackendUnavailableError("the Milvus backend needs `pip install pymilvus milvus-lite`") from exc
-            if not is_remote(uri):
-                # Milvus Lite serves gRPC inside this process and logs a traceback for every call
-                # it does not implement (pymilvus asks for a timestamp it then makes itself).
-                logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
-            try:
-                _clients[uri] = MilvusClient(uri, timeout=CONNECT_TIMEOUT_S)
-            except Exception as exc:
-                hint = (
-                    "start the Milvus server or fix LATENT_SEARCH_MILVUS_URI / --milvus-uri"
-                    if is_remote(uri)
-                    else "a Milvus Lite file needs `pip install milvus-lite` (Linux or macOS) and a writable "
-                    "folder; one process at a time may open it (use a Milvus server for several replicas)"
-                )
-                raise BackendUnavailableError(f"cannot open Milvus at {uri!r}: {exc}; {hint}") from exc
-        return _clients[uri]
-
-
-def disconnect(uri: str) -> None:
-    """Close this process's client for `uri` (another process may then open a Lite file)."""
-    with _clients_lock:
-        client = _clients.pop(absolute(uri), None)
-    if client is not None:
-        client.close()
 
 
 def milvus_index(plan: IndexPlan) -> tuple[str, dict[str, int], str | None]:

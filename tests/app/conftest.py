@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 from index.build import build_index
-from index.milvus_index import LITE_IN_INDEX, disconnect
+from index.milvus_client import LITE_IN_INDEX, disconnect
 from index.pipeline import BuildOptions
 from index.vectors import BACKENDS, BackendChoice
 from model.embed import load_encoder
