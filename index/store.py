@@ -116,17 +116,19 @@ class ImageIndex:
             raise ValueError("k must be >= 1")
         with self.lock.read():  # the catalog and the index agree under the lock
             allowed = None if where is None or where.empty else self.matching.get(where, self.generation)
-            n = self.backend.count if allowed is None else len(allowed)
-            if n == 0:
-                return [np.empty(0, np.float32)] * len(queries), [np.empty(0, np.int64)] * len(queries)
             if allowed is None:
-                scores, ids = self.backend.search(queries, min(k, n))
+                # No count first: a store pads what it lacks with -1 (dropped below), and asking
+                # Milvus for its count would cost a second round trip on every search.
+                scores, ids = self.backend.search(queries, k)
+            elif not len(allowed):
+                return [np.empty(0, np.float32)] * len(queries), [np.empty(0, np.int64)] * len(queries)
             else:
-                scores, ids = self.backend.search_among(queries, min(k, n), allowed)
+                k = min(k, len(allowed))
+                scores, ids = self.backend.search_among(queries, k, allowed)
                 short = (ids < 0).any(axis=1)
                 if short.any():  # the approximate search under-filled some rows: exact for those
                     stored = self.vectors_locked(allowed)
-                    scores[short], ids[short] = exact_among(stored, allowed, queries[short], min(k, n))
+                    scores[short], ids[short] = exact_among(stored, allowed, queries[short], k)
         keep = ids >= 0
         return [s[m] for s, m in zip(scores, keep, strict=True)], [i[m] for i, m in zip(ids, keep, strict=True)]
 
