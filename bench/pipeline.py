@@ -30,6 +30,7 @@ from model.encoder import SimCLRModel
 from model.feed import CachedFeed, prepare_data
 from model.loss import NTXentLoss
 from model.optim import build_optimizer
+from model.pace import Pace
 from model.presets import preset
 from model.run_dir import MetricsLog
 from model.train import EpochRun, train_one_epoch
@@ -86,7 +87,7 @@ def pipeline_images_per_second(
         log = MetricsLog(Path(tmp) / "metrics.jsonl", None)
         total = 10 * feed.steps_per_epoch  # schedule position only; the run stops far earlier
         cfg = override(cfg, **{"train.log_every": warmup})
-        run = EpochRun(cfg, feed, total, device, log, Path(tmp) / "ckpt.pt", None, warmup + steps, None)
+        run = EpochRun(cfg, feed, Pace(total, total), device, log, Path(tmp) / "ckpt.pt", None, warmup + steps, None)
         train_one_epoch(state, run, 0)
         rows = [json.loads(line) for line in log.path.read_text().splitlines()]
     timed = rows[1:]  # the first window holds the warm-up (and compilation)

@@ -31,8 +31,8 @@ MAX_STEPS = 10_000_000
 PLAN_SHARE = 0.97  # of the budget, for the steps; the rest absorbs timing noise
 
 
-def crop_size_at(cfg: AugmentConfig, step: int, total_steps: int) -> int:
-    """View side for this step under progressive resizing (multiples of 4 px)."""
+def crop_size_at(cfg: AugmentConfig, step: float, total_steps: int) -> int:
+    """View side at schedule position `step` under progressive resizing (multiples of 4 px)."""
     if not cfg.crop_size_min or cfg.crop_size_min >= cfg.crop_size:
         return cfg.crop_size
     progress = min(1.0, step / max(1.0, cfg.crop_ramp_end * total_steps))
@@ -46,13 +46,20 @@ def view_sizes(cfg: AugmentConfig) -> tuple[int, ...]:
     return (low, cfg.crop_size) if low != cfg.crop_size else (cfg.crop_size,)
 
 
+def step_cost(seconds: dict[int, float], size: int) -> float:
+    """Predicted seconds of a step at view side `size`: linear in the pixel count between the
+    timed sizes (one timed size: that step's time)."""
+    sizes = sorted(seconds)
+    lo, hi = sizes[0], sizes[-1]
+    if lo == hi:
+        return seconds[lo]
+    return seconds[lo] + (seconds[hi] - seconds[lo]) * (size * size - lo * lo) / (hi * hi - lo * lo)
+
+
 def schedule_seconds(cfg: AugmentConfig, total_steps: int, seconds: dict[int, float]) -> float:
     """Predicted training time of `total_steps` steps, from timed steps at one or two view sizes."""
-    sizes = sorted(seconds)
-    if len(sizes) == 1:
-        return total_steps * seconds[sizes[0]]
-    lo, hi = sizes[0], sizes[-1]
-    slope = (seconds[hi] - seconds[lo]) / (hi * hi - lo * lo)
+    if len(seconds) == 1:
+        return total_steps * next(iter(seconds.values()))
     # Steps at each view size, counted per size rather than per step (totals reach millions).
     ramp_end = min(total_steps, int(cfg.crop_ramp_end * total_steps) + 1)
     counts: dict[int, int] = {}
@@ -60,7 +67,7 @@ def schedule_seconds(cfg: AugmentConfig, total_steps: int, seconds: dict[int, fl
         size = crop_size_at(cfg, step, total_steps)
         counts[size] = counts.get(size, 0) + 1
     counts[cfg.crop_size] = counts.get(cfg.crop_size, 0) + total_steps - ramp_end
-    return sum(n * (seconds[lo] + slope * (size * size - lo * lo)) for size, n in counts.items())
+    return sum(n * step_cost(seconds, size) for size, n in counts.items())
 
 
 def plan_steps(cfg: AugmentConfig, budget_seconds: float, seconds: dict[int, float]) -> int:
@@ -106,6 +113,8 @@ def plan_schedule(
         seconds = slowest_process(time_steps(view_sizes(cfg.augment), real_step_runner(model, cfg, dev)), dev)
         total = plan_steps(cfg.augment, t.minutes * 60 * PLAN_SHARE, seconds)
         plan = {"from": f"a {t.minutes:g}-minute budget", "step_seconds_by_view_size": seconds}
+        # Kept in the config (and so in checkpoints): model.pace re-plans against this model.
+        t = replace(t, step_seconds=tuple(sorted(seconds.items())), schedule_steps=total)
     else:
         total = t.epochs * steps_per_epoch
         plan = {"from": f"{t.epochs} epochs"}

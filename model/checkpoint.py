@@ -90,6 +90,7 @@ def save_checkpoint(path: Path, cfg: RunConfig, state: TrainState) -> None:
         "optimizer": state.optimizer.state_dict(),
         "step": state.step,
         "seconds": state.seconds,
+        "pace_mark": list(state.pace_mark),
         "wall_seconds": state.wall_seconds,
         "world_size": state.dist.world_size,
         "aug_rng": aug_states[0],
@@ -117,3 +118,5 @@ def restore(state: TrainState, saved: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(saved["cuda_rng"])
     state.step, state.seconds = int(saved["step"]), float(saved["seconds"])
     state.wall_base = float(saved.get("wall_seconds", saved["seconds"]))
+    mark = saved.get("pace_mark") or (state.step, state.seconds)
+    state.pace_mark = (int(mark[0]), float(mark[1]))

@@ -100,6 +100,13 @@ class TrainConfig:
     epochs: int = 10  # used when minutes is 0
     minutes: float = 0.0  # train for this much step time: the step count is planned by timing steps
     total_steps: int = 0  # the planned step count (0: not planned yet), kept for resume
+    # A budgeted run's pace (model.pace): the first plan's step count, which the learning-rate
+    # and view-size schedules are laid over; the (step, schedule position) of each re-plan; the
+    # timed seconds of a step per view size that the plan and the re-plans predict from.
+    schedule_steps: int = 0
+    replans: tuple[tuple[int, float], ...] = ()
+    step_seconds: tuple[tuple[int, float], ...] = ()
+    replan: bool = True  # re-plan the step count when the machine runs faster or slower than timed
     batch_size: int = 256  # per process: N processes train with a global batch of N * batch_size
     lr: float = 0.6  # peak learning rate (already scaled for the global batch)
     weight_decay: float = 5e-4
@@ -153,6 +160,9 @@ class TrainConfig:
             raise ValueError(f"backbone_lr_scale must be in [0, 1], got {self.backbone_lr_scale}")
         if self.frozen_blocks < 0:
             raise ValueError("frozen_blocks must be >= 0")
+        # JSON and checkpoints give lists back
+        self.replans = tuple((int(s), float(p)) for s, p in self.replans)
+        self.step_seconds = tuple((int(s), float(t)) for s, t in self.step_seconds)
 
 
 @dataclass

@@ -93,8 +93,9 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
 
 
-def lr_at(step: int, total_steps: int, warmup_steps: int, peak: float, final_fraction: float = 0.0) -> float:
-    """Linear warm-up from ~0 to `peak`, then half-cosine decay to `peak * final_fraction`."""
+def lr_at(step: float, total_steps: int, warmup_steps: int, peak: float, final_fraction: float = 0.0) -> float:
+    """Linear warm-up from ~0 to `peak`, then half-cosine decay to `peak * final_fraction`
+    (`step`: a position on the schedule, fractional after a re-plan, model.pace)."""
     if step < warmup_steps:
         return peak * (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)

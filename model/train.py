@@ -11,6 +11,7 @@ stop rules (schedule end, budget, this call's deadline, divergence); everything 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -41,6 +42,7 @@ from model.hardware import describe
 from model.health import collapse_warning
 from model.loss import NTXentLoss, SupConLoss
 from model.optim import build_optimizer, lr_at
+from model.pace import Pace, pace_check
 from model.precision import choose_speed, training_step_timer
 from model.pretrained import load_weights
 from model.release import release
@@ -51,6 +53,7 @@ LOG = logging.getLogger(__name__)
 
 
 MAX_EPOCH_ROWS = 200  # epoch evaluations (and checkpoints) in one run, at most
+clock = time.perf_counter  # what training steps are timed with (a test can run on a fake one)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -73,13 +76,15 @@ class TrainResult:
         return self.step >= self.total_steps
 
 
-@dataclass(frozen=True)
+@dataclass
 class EpochRun:
-    """What every epoch of a run shares: the config, the feed, where to log and when to stop."""
+    """What every epoch of a run shares: the config, the feed, where to log and when to stop.
+
+    `cfg` and `pace` change when a budgeted run re-plans its step count (model.pace)."""
 
     cfg: RunConfig
     feed: CachedFeed | StreamFeed
-    total_steps: int
+    pace: Pace
     device: torch.device
     log: MetricsLog | None  # None on processes other than rank 0
     ckpt_path: Path
@@ -87,16 +92,39 @@ class EpochRun:
     stop_at_step: int | None  # this call stops (checkpointed) at this step
     deadline: float | None  # ... or at this many training seconds
 
+    @property
+    def total_steps(self) -> int:
+        return self.pace.total
+
+    def check_pace(self, state: TrainState, warmup: int) -> None:
+        """At a pace check, re-plan the steps left when the budget would be missed (model.pace)."""
+        if not self.pace.due(self.cfg, state.step):
+            return
+        mark, state.pace_mark = state.pace_mark, (state.step, state.seconds)
+        change = pace_check(self.pace, self.cfg, state.step, state.seconds, mark, warmup, self.device)
+        if change is None:
+            return
+        self.pace, record = change
+        self.cfg = self.pace.apply(self.cfg, self.feed.steps_per_epoch)
+        if self.log is not None:
+            self.log.write({"kind": "replan", **record, "seconds": state.seconds})
+        if self.bar is not None:
+            self.bar.total = self.pace.total
+            self.bar.refresh()
+
 
 def train_one_epoch(state: TrainState, run: EpochRun, epoch: int) -> tuple[float, bool]:
     """One pass over the feed (or what is left of it). Returns (last loss, stopped early)."""
-    cfg, feed, total_steps, device, log, bar = run.cfg, run.feed, run.total_steps, run.device, run.log, run.bar
+    cfg, feed, device, log, bar = run.cfg, run.feed, run.device, run.log, run.bar
     t = cfg.train
     model, opt = state.model, state.optimizer
     forward = state.forward if state.forward is not None else model
     augment = SimCLRAugment(cfg.augment, cfg.encoder.mean, cfg.encoder.std)
     ntxent, supcon = NTXentLoss(t.temperature), SupConLoss(t.temperature)
-    warmup = min(int(t.warmup_epochs * feed.steps_per_epoch), total_steps // 4)
+    # The learning rate and view size follow the first plan's schedule (run.pace.length steps),
+    # at the position model.pace gives each step.
+    length = run.pace.length
+    warmup = min(int(t.warmup_epochs * feed.steps_per_epoch), length // 4)
     use_amp = bool(t.amp) and device.type in ("cuda", "cpu")
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
     start = state.step - epoch * feed.steps_per_epoch
@@ -105,15 +133,16 @@ def train_one_epoch(state: TrainState, run: EpochRun, epoch: int) -> tuple[float
     # anyway (logging, checkpoints, stops, the epoch's end), so that the host never waits for
     # the accelerator in between; a diverged run still stops before any checkpoint is written.
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
-    last_step = min(epoch * feed.steps_per_epoch + feed.steps_per_epoch, total_steps)
+    epoch_end = epoch * feed.steps_per_epoch + feed.steps_per_epoch
     for images, labels in feed.epoch(epoch, start):
-        if state.step >= total_steps:  # a budgeted schedule ends inside its last epoch
+        if state.step >= run.total_steps:  # a budgeted schedule ends inside its last epoch
             break
-        tick = time.perf_counter()
-        lr = lr_at(state.step, total_steps, warmup, t.lr)
+        tick = clock()
+        position = run.pace.position(state.step)
+        lr = lr_at(position, length, warmup, t.lr)
         for group in opt.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
-        view_size = crop_size_at(cfg.augment, state.step, total_steps)
+        view_size = crop_size_at(cfg.augment, position, length)
         images = images.to(device, non_blocking=True)
         v1, v2 = augment(images, state.aug_gen, view_size)
         x = torch.cat([v1, v2]).contiguous(memory_format=fmt)
@@ -128,14 +157,16 @@ def train_one_epoch(state: TrainState, run: EpochRun, epoch: int) -> tuple[float
         loss.backward()
         opt.step()
         state.step += 1
-        state.seconds += time.perf_counter() - tick
+        state.seconds += clock() - tick
         window_images += images.shape[0] * state.dist.world_size
+        run.check_pace(state, warmup)
+        total_steps = run.total_steps
         log_due = state.step % t.log_every == 0 or state.step == total_steps
         checkpoint_due = bool(t.checkpoint_every) and state.step % t.checkpoint_every == 0
         stop = run.stop_at_step is not None and state.step >= run.stop_at_step
         if run.deadline is not None:  # clocks differ between processes; all stop together
             stop = any_process(stop or state.seconds >= run.deadline, device)
-        if log_due or checkpoint_due or stop or state.step == last_step:
+        if log_due or checkpoint_due or stop or state.step in (epoch_end, total_steps):
             loss_value = float(global_loss)
             if bool(nonfinite):
                 raise NonFiniteLossError(
@@ -164,7 +195,7 @@ def train_one_epoch(state: TrainState, run: EpochRun, epoch: int) -> tuple[float
         if bar is not None:
             bar.update(1)
         if checkpoint_due:
-            save_checkpoint(run.ckpt_path, cfg, state)
+            save_checkpoint(run.ckpt_path, run.cfg, state)
         if stop:
             return loss_value, True
     return loss_value, False
@@ -262,11 +293,12 @@ def _train(
         dynamic_ncols=True,
         disable=not progress,
     )
-    run = EpochRun(cfg, feed, cfg.train.total_steps, dev, log, run_dir / CHECKPOINT, bar, stop_at_step, deadline)
+    run = EpochRun(cfg, feed, Pace.of(cfg), dev, log, run_dir / CHECKPOINT, bar, stop_at_step, deadline)
     try:
         loss, last_eval = _loop(state, run, evalset)
     finally:
         bar.close()
+    cfg = run.cfg  # with the steps and re-plans it ran
     save_checkpoint(run.ckpt_path, cfg, state)
     if state.step < run.total_steps and budget is not None and state.seconds >= budget:
         LOG.warning(
@@ -322,11 +354,13 @@ def _build_model(
 
 def _loop(state: TrainState, run: EpochRun, evalset: EvalSet) -> tuple[float, dict[str, Any]]:
     """Epochs until the schedule's end (or a stop): (last loss, last evaluation row)."""
-    cfg, spe = run.cfg, run.feed.steps_per_epoch
+    spe = run.feed.steps_per_epoch
     loss, last_eval = math.nan, {}
-    eval_every = max(1, math.ceil(cfg.train.epochs / MAX_EPOCH_ROWS))
-    set_train_mode(state.model, cfg.train.freeze_bn)
-    for epoch in range(state.step // spe, cfg.train.epochs):
+    eval_every = max(1, math.ceil(run.cfg.train.epochs / MAX_EPOCH_ROWS))
+    set_train_mode(state.model, run.cfg.train.freeze_bn)
+    for epoch in itertools.count(state.step // spe):
+        if epoch >= run.cfg.train.epochs:  # read each time: a re-plan changes it
+            break
         loss, stopped = train_one_epoch(state, run, epoch)
         if stopped and state.step % spe != 0:
             break
@@ -336,7 +370,7 @@ def _loop(state: TrainState, run: EpochRun, evalset: EvalSet) -> tuple[float, di
         if not (stopped or last or (epoch + 1) % eval_every == 0):
             continue
         if run.log is not None:
-            last_eval = evaluate_epoch(state.model, cfg, evalset, run.device, epoch, force_knn=last)
+            last_eval = evaluate_epoch(state.model, run.cfg, evalset, run.device, epoch, force_knn=last)
             run.log.write(
                 {
                     "kind": "epoch",
@@ -354,7 +388,7 @@ def _loop(state: TrainState, run: EpochRun, evalset: EvalSet) -> tuple[float, di
                 if run.bar is not None:
                     run.bar.write(f"WARNING: {warning}")
         barrier()  # the others wait while rank 0 evaluates
-        save_checkpoint(run.ckpt_path, cfg, state)
+        save_checkpoint(run.ckpt_path, run.cfg, state)
         if stopped:
             break
     return loss, last_eval

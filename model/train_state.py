@@ -22,6 +22,7 @@ class TrainState:
     call_start: float = field(default_factory=time.perf_counter)
     forward: torch.nn.Module | None = None  # what training steps call: the DDP wrapper, if any
     dist: DistInfo = field(default_factory=DistInfo)
+    pace_mark: tuple[int, float] = (0, 0.0)  # (step, seconds) at the last pace check (model.pace)
 
     @property
     def wall_seconds(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from model import budget as budget_module
+from model import train as train_module
 from model.budget import crop_size_at, plan_steps, schedule_seconds
 from model.config import AugmentConfig
 from model.train import train
@@ -40,14 +42,22 @@ def test_progressive_resizing_cost_matches_a_step_by_step_sum(total: int) -> Non
     assert steps > 300  # small early views buy more than 300 one-second steps
 
 
+def step_clock(seconds_per_step: float):  # type: ignore[no-untyped-def]
+    """A fake `model.train.clock`: a step is timed by two calls, and every step takes `seconds_per_step`."""
+    calls = itertools.count()
+    return lambda: ((next(calls) + 1) // 2) * seconds_per_step
+
+
 @pytest.fixture
 def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every view size 'takes' 1/16 s a step: a 0.1-minute budget plans int(0.97 * 6 * 16) = 93 steps."""
+    """Every view size 'takes' 1/16 s a step, in the trial and in the run: a 0.1-minute budget
+    plans int(0.97 * 6 * 16) = 93 steps, and the run keeps to them."""
     monkeypatch.setattr(budget_module, "time_steps", lambda sizes, run, repeats=2: dict.fromkeys(sizes, 0.0625))
+    monkeypatch.setattr(train_module, "clock", step_clock(0.0625))
 
 
 def budgeted(**train: object):  # type: ignore[no-untyped-def]
-    return tiny_config(minutes=0.1, knn_every=0, log_every=10, **train)
+    return tiny_config(**{"minutes": 0.1, "knn_every": 0, "log_every": 10, **train})
 
 
 def test_a_budgeted_run_ends_at_the_end_of_its_schedule(fixed_clock: None, image_folder: Path, tmp_path: Path) -> None:
@@ -77,6 +87,52 @@ def test_resume_after_a_budgeted_run_stopped_midway(fixed_clock: None, image_fol
     assert part.step == 21 and not part.finished
     resumed = train(cfg, str(image_folder), tmp_path / "part", resume=True, progress=False)
     assert full.step == resumed.step == 46
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+def rows_of(run: Path, kind: str) -> list[dict]:  # type: ignore[type-arg]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["kind"] == kind]
+
+
+@pytest.mark.parametrize(("seconds", "fewer"), [(0.125, True), (1 / 32, False)])
+def test_a_machine_slower_or_faster_than_timed_replans_and_ends_on_budget_and_schedule(
+    fixed_clock: None, monkeypatch: pytest.MonkeyPatch, image_folder: Path, tmp_path: Path, seconds: float, fewer: bool
+) -> None:
+    """Planned at 1/16 s a step (46 steps in 0.97 * 3 s), the steps take 1/8 s (or 1/32 s): the
+    run re-plans after its first stretch, keeps the learning rate continuous, ends at the end of
+    the cosine, and its steps fill the budget within the tolerance instead of missing it 2x."""
+    monkeypatch.setattr(train_module, "clock", step_clock(seconds))
+    run = tmp_path / "run"
+    result = train(budgeted(minutes=0.05, log_every=1), str(image_folder), run, progress=False)
+    replans = rows_of(run, "replan")
+    assert replans and result.finished
+    assert (result.total_steps < 46) if fewer else (result.total_steps > 46)
+    assert 0.97 * 3 * 0.9 <= result.seconds <= 0.97 * 3 * 1.02
+    steps = {r["step"]: r for r in rows_of(run, "step")}
+    # The cosine's end at the last step (a run cut off by its budget stopped at a third of the peak)
+    assert steps[result.step]["lr"] < 0.01 * tiny_config().train.lr
+    first = replans[0]["step"]
+    before, after = steps[first]["lr"], steps[first + 1]["lr"]
+    planned_drop = steps[first - 1]["lr"] - before  # one step's change under the first plan
+    assert abs(after - before) <= 2.5 * planned_drop  # no jump at the re-plan
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)["config"]["train"]
+    assert saved["total_steps"] == result.total_steps and saved["schedule_steps"] == 46 and saved["replans"]
+
+
+def test_resume_after_a_replanned_run_stopped_midway(
+    fixed_clock: None, monkeypatch: pytest.MonkeyPatch, image_folder: Path, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(train_module, "clock", step_clock(0.125))
+    cfg = budgeted(minutes=0.05, log_every=1)
+    full = train(cfg, str(image_folder), tmp_path / "full", progress=False)
+    part = train(cfg, str(image_folder), tmp_path / "part", progress=False, stop_at_step=12)
+    assert part.step == 12 and rows_of(tmp_path / "part", "replan")  # stopped after its re-plan
+    resumed = train(cfg, str(image_folder), tmp_path / "part", resume=True, progress=False)
+    assert full.step == resumed.step == full.total_steps < 46
+    assert rows_of(tmp_path / "full", "replan") == rows_of(tmp_path / "part", "replan")
     a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(v, b[k]) for k, v in a.items())
