@@ -30,7 +30,7 @@ from PIL import Image
 from index.images import ImageStore
 from index.store import ImageIndex
 from model.edits import Edit, crop_area, jpeg
-from model.images import open_image, square_resize, to_rgb
+from model.images import open_image, to_square, to_rgb
 from model.runtime import EncoderRuntime
 
 SAMPLE = 200  # images edited into copies
@@ -87,7 +87,7 @@ def calibrate(encoder: EncoderRuntime, index: ImageIndex, store: ImageStore, see
     cosines: dict[str, np.ndarray] = {}
     for n, (name, edit) in enumerate(NEAR_DUPLICATE_EDITS.items()):
         edit_rng = random.Random(seed * 1000 + n)
-        pixels = np.stack([square_resize(edit(img, edit_rng), encoder.image_size) for img in images])
+        pixels = np.stack([to_square(edit(img, edit_rng), encoder.image_size) for img in images])
         cosines[name] = np.einsum("ij,ij->i", encoder.embed_pixels(pixels), stored)
     copy_p5 = float(np.percentile(np.concatenate(list(cosines.values())), PERCENTILE))
     nearest = nearest_other(index, ids, rng)

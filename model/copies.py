@@ -3,7 +3,7 @@
 This is how latent-search judges an encoder on a collection it knows nothing about: take a
 sample of the collection's own images, make the edits people make (model.edits), and count how
 often the nearest neighbour of the edited copy, among all the sample's originals, is its own
-original. The images go through `square_resize`, the transform that indexing and serving use.
+original. The images go through `to_square`, the transform that indexing and serving use.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import torch
 from PIL import Image
 
 from model.edits import EDITS, apply
-from model.images import square_resize
+from model.images import to_square
 
 EmbedFn = Callable[[torch.Tensor], np.ndarray]  # uint8 (N, 3, S, S) -> (N, d) unit vectors
 
 
 def to_pixels(images: Sequence[Image.Image], size: int) -> torch.Tensor:
-    return torch.from_numpy(np.stack([square_resize(img.convert("RGB"), size) for img in images])).permute(0, 3, 1, 2)
+    return torch.from_numpy(np.stack([to_square(img.convert("RGB"), size) for img in images])).permute(0, 3, 1, 2)
 
 
 def copy_retrieval(

@@ -1,5 +1,6 @@
 """The one decode path (model.images): any mode to RGB, transparency, EXIF, the pixel limit
-before decoding, unsupported formats, and threaded decoding in order with a skip count."""
+before decoding, unsupported formats, a uniform frame trimmed, and threaded decoding in order
+with a skip count."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from model.images import (
     SUPPORTED_FORMATS,
@@ -20,6 +21,8 @@ from model.images import (
     decode_chunks,
     decode_image,
     decode_square,
+    frame_box,
+    to_square,
 )
 
 
@@ -97,3 +100,64 @@ def test_decode_chunks_keeps_order_and_counts_what_it_skips() -> None:
     pairs = [p for c in chunks for p in c]
     assert pairs == [(i, i * 10) for i in range(23) if i % 5]
     assert skips.skipped == 5
+
+
+def photo_like(w: int, h: int, seed: int = 0) -> Image.Image:
+    """Smooth colour gradients plus noise: no uniform line anywhere."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x * 200 / w, y * 200 / h, (x + y) * 100 / (w + h)], axis=2) + 30
+    return Image.fromarray(np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8))
+
+
+def test_a_photo_without_a_frame_is_not_trimmed() -> None:
+    img = photo_like(120, 90)
+    assert frame_box(np.asarray(img)) == (0, 0, 120, 90)
+
+
+@pytest.mark.parametrize("fill", [(255, 255, 255), (0, 0, 0), (90, 120, 200)])
+def test_a_mount_or_border_of_any_colour_is_trimmed_to_the_image(fill: tuple[int, int, int]) -> None:
+    img = photo_like(120, 90)
+    framed = ImageOps.expand(img, border=(12, 9), fill=fill)  # 10 % of each side, as people frame
+    assert frame_box(np.asarray(framed)) == (12, 9, 132, 99)
+    # so the framed copy is embedded from the same square as the image itself
+    assert np.array_equal(to_square(framed, 32), to_square(img, 32))
+
+
+def test_a_tall_object_on_a_plain_background_keeps_its_whole_height() -> None:
+    canvas = np.full((100, 100, 3), 255, np.uint8)
+    canvas[20:80, 40:60] = np.asarray(photo_like(20, 60))  # a bottle: 20 wide, 60 tall
+    # trimmed rows 20 + 20, columns 40 + 40, then widened back to a square
+    assert frame_box(canvas) == (20, 20, 80, 80)
+
+
+def test_a_mount_around_an_image_with_a_plain_background_comes_off_like_that_background() -> None:
+    item = np.zeros((28, 28, 3), np.uint8)  # a Fashion-MNIST-like item on black
+    item[4:26, 6:22] = np.asarray(photo_like(16, 22))
+    img = Image.fromarray(item)
+    framed = ImageOps.expand(img, border=3, fill=(255, 255, 255))
+    assert np.array_equal(to_square(framed, 24), to_square(img, 24))
+
+
+def test_a_jpeg_compressed_frame_is_still_found() -> None:
+    framed = ImageOps.expand(photo_like(200, 150), border=(20, 15), fill=(255, 255, 255))
+    buf = io.BytesIO()
+    framed.save(buf, format="JPEG", quality=30)
+    left, top, right, bottom = frame_box(np.asarray(Image.open(buf).convert("RGB")))
+    assert 17 <= left <= 20 and 12 <= top <= 15 and 220 <= right <= 223 and 165 <= bottom <= 168
+    assert abs((right - left) * 150 - (bottom - top) * 200) <= 200  # the image's aspect ratio
+
+
+def test_at_most_forty_percent_goes_from_a_side() -> None:
+    canvas = np.full((100, 100, 3), 255, np.uint8)
+    canvas[45:55, 45:55] = (200, 30, 30)  # a small object on white
+    assert frame_box(canvas) == (40, 40, 60, 60)
+    assert frame_box(np.full((40, 60, 3), 128, np.uint8)) == (24, 16, 36, 24)  # a blank image keeps its middle
+    assert frame_box(np.zeros((1, 1, 3), np.uint8)) == (0, 0, 1, 1)
+
+
+def test_decoding_trims_the_frame_of_an_uploaded_file() -> None:
+    img = photo_like(64, 48)
+    buf = io.BytesIO()
+    ImageOps.expand(img, border=(8, 6), fill=(255, 255, 255)).save(buf, format="PNG")
+    assert np.array_equal(decode_square(buf.getvalue(), 24), to_square(img, 24))
