@@ -30,7 +30,7 @@ from PIL import Image
 from index.images import ImageStore
 from index.store import ImageIndex
 from model.edits import Edit, crop_area, jpeg
-from model.images import open_image, to_square, to_rgb
+from model.images import open_image, to_rgb, to_square
 from model.runtime import EncoderRuntime
 
 SAMPLE = 200  # images edited into copies
