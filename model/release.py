@@ -80,6 +80,8 @@ def release(
             "data": str(data),
             "step": state.step,
             "total_steps": cfg.train.total_steps,
+            "planned_steps": cfg.train.schedule_steps or cfg.train.total_steps,  # before re-plans
+            "replans": len(cfg.train.replans),
             "seconds": state.seconds,
             "preset": cfg.preset,
             "processes": state.dist.world_size,

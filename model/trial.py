@@ -16,13 +16,15 @@ import torch
 from model.augment import SimCLRAugment
 from model.config import RunConfig
 from model.distributed import local_only
+from model.encoder import set_train_mode
 from model.loss import NTXentLoss
 
 
 class TrialSteps:
     def __init__(self, model: torch.nn.Module, cfg: RunConfig, device: torch.device, images: int) -> None:
         self.device = device
-        self.model = copy.deepcopy(model).to(device).train()
+        self.model = copy.deepcopy(model).to(device)
+        set_train_mode(self.model, cfg.train.freeze_bn)  # as the run trains: frozen batch norm stays so
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.SGD(trainable, lr=1e-6, momentum=0.9)
         self.augment = SimCLRAugment(cfg.augment, cfg.encoder.mean, cfg.encoder.std)

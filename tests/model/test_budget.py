@@ -120,6 +120,8 @@ def test_a_machine_slower_or_faster_than_timed_replans_and_ends_on_budget_and_sc
     assert abs(after - before) <= 2.5 * planned_drop  # no jump at the re-plan
     saved = torch.load(run / "checkpoint.pt", weights_only=True)["config"]["train"]
     assert saved["total_steps"] == result.total_steps and saved["schedule_steps"] == 46 and saved["replans"]
+    trained = torch.load(run / "encoder.pt", weights_only=True)["trained"]
+    assert trained["planned_steps"] == 46 and trained["replans"] == len(replans)
 
 
 def test_resume_after_a_replanned_run_stopped_midway(
