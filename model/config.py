@@ -106,7 +106,6 @@ class TrainConfig:
     schedule_steps: int = 0
     replans: tuple[tuple[int, float], ...] = ()
     step_seconds: tuple[tuple[int, float], ...] = ()
-    replan: bool = True  # re-plan the step count when the machine runs faster or slower than timed
     batch_size: int = 256  # per process: N processes train with a global batch of N * batch_size
     lr: float = 0.6  # peak learning rate (already scaled for the global batch)
     weight_decay: float = 5e-4

@@ -44,7 +44,7 @@ class Pace:
     @classmethod
     def of(cls, cfg: RunConfig) -> Pace:
         t = cfg.train
-        return cls(t.total_steps, t.schedule_steps or t.total_steps, tuple(t.replans))
+        return cls(t.total_steps, t.schedule_steps or t.total_steps, t.replans)
 
     def position(self, step: int) -> float:
         """The schedule position of real step `step` (equal to it until the first re-plan)."""
@@ -62,7 +62,7 @@ class Pace:
     def due(self, cfg: RunConfig, step: int) -> bool:
         """Whether `step` is a pace check of a budgeted run that re-plans."""
         t = cfg.train
-        return t.minutes > 0 and t.replan and bool(t.step_seconds) and step % self.check_every() == 0
+        return t.minutes > 0 and bool(t.step_seconds) and step % self.check_every() == 0
 
     def apply(self, cfg: RunConfig, steps_per_epoch: int) -> RunConfig:
         """`cfg` with this pace's step count, epochs and re-plans (what checkpoints and the loop read)."""
