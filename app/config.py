@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     )  # fmt: skip
     max_k: int = Field(1000, ge=1, description="largest k a search may ask for")
 
+    # How an uploaded query is searched
+    query_views: bool = Field(
+        True,
+        description="search an upload as itself and as crops without a band at the top or bottom and "
+        "without the corners, each hit at its best view's cosine (model.query_views); false: the whole image only",
+    )
+
     # Compute: micro-batching of queries, threads
     microbatch_max_size: int = Field(
         32, ge=1, validation_alias=_named("microbatch_max_size", "batch_max_size"),

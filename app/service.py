@@ -33,6 +33,7 @@ from index.store import ImageIndex, IndexRetiredError, ReadReplicaError, load
 from index.vectors import BackendUnavailableError, backend_of
 from model.hardware import usable_cores
 from model.images import SUPPORTED_FORMATS, DecodedImage, UnreadableImageError, decode_checked, open_checked
+from model.query_views import QUERY_VIEWS, WHOLE, Box, Hits, decode_views, search_views
 from model.runtime import EncoderRuntime, load_runtime
 
 LOG = logging.getLogger(__name__)
@@ -58,9 +59,9 @@ class Live:
 
 @dataclass(frozen=True)
 class Lookup:
-    """One query vector for the search stage."""
+    """One query for the search stage: its views' vectors (model.query_views)."""
 
-    vector: np.ndarray  # (d,) unit vector
+    vectors: np.ndarray  # (V, d) unit vectors, V >= 1
     index: ImageIndex
     k: int
 
@@ -79,7 +80,7 @@ class SearchService:
     load_error: str | None = None
     decoding: int = 0  # requests between upload and embedding (the batcher waits for them)
     decode_pool: ThreadPoolExecutor = field(init=False)
-    embedder: MicroBatcher[np.ndarray, np.ndarray] = field(init=False)
+    embedder: MicroBatcher[np.ndarray, np.ndarray] = field(init=False)  # (n, S, S, 3) -> (n, d) an item
     searcher: MicroBatcher[Lookup, tuple[np.ndarray, np.ndarray]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -146,8 +147,15 @@ class SearchService:
         self.live = Live(encoder, index, self.require().store)
         INDEX_SIZE.set(index.count)
 
-    def _embed_batch(self, pixels: list[np.ndarray]) -> list[np.ndarray]:
-        return list(self.require().encoder.embed_pixels(np.stack(pixels)))
+    @property
+    def query_boxes(self) -> tuple[Box, ...]:
+        """The views an uploaded query is searched as (model.query_views)."""
+        return QUERY_VIEWS if self.settings.query_views else (WHOLE,)
+
+    def _embed_batch(self, items: list[np.ndarray]) -> list[np.ndarray]:
+        """Items of (n_i, S, S, 3) pixels (an image's views) -> (n_i, d) each, in one pass."""
+        vectors = self.require().encoder.embed_pixels(np.concatenate(items))
+        return np.split(vectors, np.cumsum([len(item) for item in items])[:-1])
 
     def _search(
         self, index: ImageIndex, vectors: np.ndarray, k: int, where: CatalogFilter | None = None
@@ -157,6 +165,12 @@ class SearchService:
         set_threads(self.settings.search_threads)
         return index.search(vectors, k, where)
 
+    def _search_views(
+        self, index: ImageIndex, queries: list[np.ndarray], k: int, where: CatalogFilter | None = None
+    ) -> Hits:
+        """Each query's views ((V, d) each) searched together, each query's hits merged."""
+        return search_views(lambda vectors, n: self._search(index, vectors, n, where), queries, k)
+
     def _search_batch(self, lookups: list[Lookup]) -> list[tuple[np.ndarray, np.ndarray]]:
         """One batched search per index version in the batch (a swap may leave two)."""
         out: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0, np.float32), np.empty(0, np.int64))] * len(lookups)
@@ -165,7 +179,7 @@ class SearchService:
             groups.setdefault(id(lookup.index), (lookup.index, []))[1].append(i)
         for index, members in groups.values():
             k = max(lookups[i].k for i in members)
-            scores, ids = self._search(index, np.stack([lookups[i].vector for i in members]), k)
+            scores, ids = self._search_views(index, [lookups[i].vectors for i in members], k)
             for row, i in enumerate(members):
                 out[i] = (scores[row][: lookups[i].k], ids[row][: lookups[i].k])
         return out
@@ -184,33 +198,40 @@ class SearchService:
             raise UnreadableImageError("the uploaded file is empty")
         return open_checked(data, self.settings.max_image_pixels, SUPPORTED_FORMATS)
 
-    async def decode_async(self, data: bytes, timings: Timings) -> DecodedImage:
+    async def _decode_with(self, decode: Callable[[Image.Image, int], T], data: bytes, timings: Timings) -> T:
         """Decode an upload: a small image right here (cheaper than the hand-off to the pool),
         a larger one on the decode pool. The header is read first either way."""
         started = time.perf_counter()
         img = self._open(data)  # header only: microseconds, and bad input fails before any hand-off
         size = self.require().encoder.image_size
         if img.width * img.height <= INLINE_DECODE_PIXELS:
-            decoded = decode_checked(img, size)
+            decoded = decode(img, size)
         else:
             self.decoding += 1
             try:
-                decoded = await run_blocking(decode_checked, img, size, executor=self.decode_pool)
+                decoded = await run_blocking(decode, img, size, executor=self.decode_pool)
             finally:
                 self.decoding -= 1
         _observe("decode", started, timings)
         return decoded
 
-    async def embed_async(self, pixels: np.ndarray, timings: Timings) -> np.ndarray:
-        started = time.perf_counter()
-        vector = await self.embedder.submit(pixels)
-        _observe("embed", started, timings)
-        return vector
+    async def decode_async(self, data: bytes, timings: Timings) -> DecodedImage:
+        """An upload to store: its square (the whole image) and its size."""
+        return await self._decode_with(decode_checked, data, timings)
 
-    async def embed_upload(self, data: bytes, timings: Timings) -> np.ndarray:
-        """Upload bytes -> its unit vector (decoded on the pool, embedded in a shared batch)."""
-        decoded = await self.decode_async(data, timings)
-        return await self.embed_async(decoded.pixels, timings)
+    async def embed_async(self, pixels: np.ndarray, timings: Timings) -> np.ndarray:
+        """(n, S, S, 3) pixels -> (n, d) unit vectors, embedded in a shared batch."""
+        started = time.perf_counter()
+        vectors = await self.embedder.submit(pixels)
+        _observe("embed", started, timings)
+        return vectors
+
+    async def embed_query(self, data: bytes, timings: Timings) -> np.ndarray:
+        """Upload bytes -> the (V, d) unit vectors of its query views (decoded on the pool,
+        embedded in a shared batch)."""
+        boxes = self.query_boxes
+        views = await self._decode_with(lambda img, size: decode_views(img, size, boxes), data, timings)
+        return await self.embed_async(views, timings)
 
     async def search_upload(
         self,
@@ -224,12 +245,12 @@ class SearchService:
         """Upload bytes -> its neighbours in `index`: decoded on the pool, embedded and then
         searched each together with whatever other queries reached that stage meanwhile (a
         filtered search goes on its own: its candidates are not the batch's)."""
-        vector = await self.embed_upload(data, timings)
+        views = await self.embed_query(data, timings)
         if where is not None and not where.empty:
-            (hits,) = await self.search_vectors(index, vector[None, :], k, min_score, timings, where=where)
+            (hits,) = await self.search_vectors(index, [views], k, min_score, timings, where=where)
             return hits
         started = time.perf_counter()
-        scores, ids = await self.searcher.submit(Lookup(vector, index, k))
+        scores, ids = await self.searcher.submit(Lookup(views, index, k))
         hits = self.join(index, scores, ids, k, min_score)
         _observe("search", started, timings)
         return hits
@@ -237,17 +258,18 @@ class SearchService:
     async def search_vectors(
         self,
         index: ImageIndex,
-        vectors: np.ndarray,
+        queries: list[np.ndarray],
         k: int,
         min_score: float | None,
         timings: Timings,
         exclude: int | None = None,
         where: CatalogFilter | None = None,
     ) -> list[list[Hit]]:
-        """Search in a worker thread (FAISS releases the GIL) and join catalog rows."""
+        """Search queries ((V, d) vectors each: a query's views, or one stored vector) in a worker
+        thread (FAISS releases the GIL) and join catalog rows."""
         started = time.perf_counter()
         extra = 1 if exclude is not None else 0
-        scores, ids = await run_blocking(self._search, index, vectors, k + extra, where)
+        scores, ids = await run_blocking(self._search_views, index, queries, k + extra, where)
         results = [self.join(index, s, i, k, min_score, exclude) for s, i in zip(scores, ids, strict=True)]
         _observe("search", started, timings)
         return results
@@ -279,7 +301,7 @@ class SearchService:
         """
         self.require_writer()
         decoded = [await self.decode_async(data, timings) for data, _, _ in uploads]
-        vectors = np.stack([await self.embed_async(d.pixels, timings) for d in decoded])
+        vectors = np.concatenate([await self.embed_async(d.pixels[None], timings) for d in decoded])
         store = self.require().store
         metas = []
         for (data, label, uri), image in zip(uploads, decoded, strict=True):

@@ -4,9 +4,11 @@
 
 Indexes the collection with the encoder (`index.build.build_index`, the CLI's build), takes a
 fixed random sample of its images, applies each edit of `model.edits` to each sampled image,
-and queries the index the way the service does (PNG bytes -> `model.runtime.embed_bytes`, which
-decodes with the service's `decode_opened` transform -> `ImageIndex.search`). Reports top-1 per
-edit and overall (the mean over edits) and writes the table into BENCHMARKS.md.
+and queries the index the way the service does (PNG bytes -> `model.runtime.embed_queries`: the
+service's decode, each query's views (model.query_views) -> `search_views` over
+`ImageIndex.search`). `--whole-only` queries with the whole image alone (the service's
+LATENT_SEARCH_QUERY_VIEWS=false). Reports top-1 per edit and overall (the mean over edits) and
+writes the table into BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from index.build import build_index
 from index.store import load
 from model.data import iter_records
 from model.edits import EDITS, apply
-from model.runtime import embed_bytes, load_runtime
+from model.query_views import QUERY_VIEWS, WHOLE, search_views
+from model.runtime import embed_queries, load_runtime
 
 
 def png(img: Image.Image) -> bytes:
@@ -45,11 +48,13 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=300, help="images queried (each with every edit)")
     parser.add_argument("--split", default=None, help="sample only from this split (e.g. test)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--whole-only", action="store_true", help="query with the whole image only (no query views)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if not args.data:
         parser.error("pass --data PATH or set LATENT_SEARCH_DATA")
     encoder = load_runtime(args.encoder)
+    boxes = (WHOLE,) if args.whole_only else QUERY_VIEWS
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         build_index(encoder, args.data, Path(tmp) / "idx", progress=False)
@@ -67,8 +72,8 @@ def main() -> None:
             queries = [
                 png(apply(name, Image.open(io.BytesIO(r.data)), args.seed + 7919 * e + i)) for i, r in enumerate(sample)
             ]
-            vectors = np.concatenate([embed_bytes(encoder, queries[i : i + 64]) for i in range(0, len(queries), 64)])
-            _, ids = index.search(vectors, 1)
+            views = [v for i in range(0, len(queries), 64) for v in embed_queries(encoder, queries[i : i + 64], boxes)]
+            _, ids = search_views(index.search, views, 1)
             scores[name] = float(
                 np.mean([len(hit) > 0 and int(hit[0]) == t for hit, t in zip(ids, truth, strict=True)])
             )
@@ -81,10 +86,11 @@ def main() -> None:
     body = (
         f"## Copy detection: {args.name} ({today()})\n\n"
         f"`uv run python -m bench.copies --data {args.data} --encoder {args.encoder} --name {args.name} "
-        f"--sample {args.sample}{f' --split {args.split}' if args.split else ''}` on {machine()}. "
+        f"--sample {args.sample}{f' --split {args.split}' if args.split else ''}"
+        f"{' --whole-only' if args.whole_only else ''}` on {machine()}. "
         f"Index of {count:,} images built in {build_s:.0f} s ({encoder.arch}, {encoder.feature_dim}-d, "
         f"embedding at {encoder.image_size} px, {encoder.runtime} runtime); "
-        f"{len(sample)} sampled images x {len(EDITS)} edits queried "
+        f"{len(sample)} sampled images x {len(EDITS)} edits queried, {len(boxes)} view(s) each, "
         f"through the service's decode + embed + search in {query_s:.0f} s. Top-1: the original is the first hit.\n\n"
         + table(
             ["edit", "top-1"],

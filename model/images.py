@@ -196,19 +196,24 @@ def frame_box(pixels: np.ndarray) -> tuple[int, int, int, int]:
     return left, top, w - right, h - bottom
 
 
-def to_square(img: Image.Image, size: int) -> np.ndarray:
-    """An RGB image -> (size, size, 3) uint8: its uniform frame trimmed (`frame_box`), then
-    `square_resize`. The one transform training, evaluation, indexing and queries share, so that
-    a framed or letterboxed copy of an image is embedded like the image."""
+def trim_frame(img: Image.Image) -> Image.Image:
+    """An RGB image without its uniform frame (`frame_box`); the image itself when it has none."""
     # The frame is looked for on a box-reduced copy of at most ~2 * FRAME_PROBE px a side (an
     # int factor, so the box maps back exactly up to that factor): cheap for a camera frame.
     factor = max(1, max(img.size) // FRAME_PROBE)
     probe = img.reduce(factor) if factor > 1 else img
     left, top, right, bottom = frame_box(np.asarray(probe))
-    if (left, top, right, bottom) != (0, 0, *probe.size):
-        w, h = img.size
-        img = img.crop((left * factor, top * factor, min(w, right * factor), min(h, bottom * factor)))
-    return square_resize(img, size)
+    if (left, top, right, bottom) == (0, 0, *probe.size):
+        return img
+    w, h = img.size
+    return img.crop((left * factor, top * factor, min(w, right * factor), min(h, bottom * factor)))
+
+
+def to_square(img: Image.Image, size: int) -> np.ndarray:
+    """An RGB image -> (size, size, 3) uint8: its uniform frame trimmed (`trim_frame`), then
+    `square_resize`. The one transform training, evaluation, indexing and queries share, so that
+    a framed or letterboxed copy of an image is embedded like the image."""
+    return square_resize(trim_frame(img), size)
 
 
 def decode_opened(img: Image.Image, size: int) -> np.ndarray:

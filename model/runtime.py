@@ -11,13 +11,15 @@ This module imports neither torch nor onnxruntime: `load_runtime` imports the on
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from model.images import MAX_IMAGE_PIXELS, decode_image
+from model.images import MAX_IMAGE_PIXELS, decode_image, open_image
+from model.query_views import QUERY_VIEWS, Box, decode_views
 
 
 class Runtime(StrEnum):
@@ -59,6 +61,21 @@ def embed_bytes(encoder: EncoderRuntime, blobs: list[bytes], max_pixels: int = M
     if not pixels:
         return np.empty((0, encoder.feature_dim), np.float32)
     return encoder.embed_pixels(np.stack(pixels))
+
+
+def embed_queries(
+    encoder: EncoderRuntime,
+    blobs: list[bytes],
+    boxes: Sequence[Box] = QUERY_VIEWS,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> list[np.ndarray]:
+    """Encoded query images -> the (V, d) vectors of each one's views (model.query_views), as the
+    service embeds an uploaded query; search them with `model.query_views.search_views`."""
+    views = [decode_views(open_image(b, max_pixels), encoder.image_size, boxes) for b in blobs]
+    if not views:
+        return []
+    vectors = encoder.embed_pixels(np.concatenate(views))
+    return np.split(vectors, np.cumsum([len(v) for v in views])[:-1])
 
 
 def onnx_path_for(encoder_path: str | os.PathLike[str]) -> Path:

@@ -57,8 +57,8 @@ async def search_batch(
     """Search for several uploaded images at once: one result list per image."""
     timings = Timings()
     blobs = [await read_upload(img, settings) for img in images]
-    vectors = await asyncio.gather(*(service.embed_upload(b, timings) for b in blobs))
-    results = await service.search_vectors(live.index, np.stack(vectors), k, min_score, timings, where=where)
+    queries = await asyncio.gather(*(service.embed_query(b, timings) for b in blobs))
+    results = await service.search_vectors(live.index, list(queries), k, min_score, timings, where=where)
     return BatchSearchResponse(
         results=[to_schema(r) for r in results], index_version=live.index.version, timings=timings
     )
@@ -82,6 +82,6 @@ async def similar(
         raise HTTPException(404, f"no image with id {image_id} in the index") from exc
     vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
     (hits,) = await service.search_vectors(
-        index, vector.astype(np.float32), k, min_score, timings, exclude=image_id, where=where
+        index, [vector.astype(np.float32)], k, min_score, timings, exclude=image_id, where=where
     )
     return SearchResponse(neighbours=to_schema(hits), index_version=index.version, timings=timings)

@@ -9,10 +9,14 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.main import create_app
+from index.store import load
+from model.images import to_square
+from model.runtime import load_runtime
 from tests.app.conftest import make_settings, wait_ready
 from tests.conftest import encode, pattern_image
 
@@ -35,6 +39,40 @@ def test_search_returns_neighbours_with_catalog_fields(client: TestClient, image
     assert set(first) == {"id", "score", "uri", "label", "width", "height"}
     assert [n["score"] for n in body["neighbours"]] == sorted((n["score"] for n in body["neighbours"]), reverse=True)
     assert set(body["timings"]) == {"decode_ms", "embed_ms", "search_ms"}
+
+
+def _views_by_hand(data: bytes, size: int) -> np.ndarray:
+    """The query views, cut with PIL directly: whole, without the bottom / top 15 %, the middle 60 %."""
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    w, h = img.size
+    m = (1 - 0.6**0.5) / 2
+    boxes = [(0, 0, w, h), (0, 0, w, round(0.85 * h)), (0, round(0.15 * h), w, h)]
+    boxes.append((round(m * w), round(m * h), round((1 - m) * w), round((1 - m) * h)))
+    return np.stack([to_square(img.crop(box), size) for box in boxes])
+
+
+@pytest.mark.parametrize("views", [True, False])
+def test_an_upload_ranks_images_by_its_best_view(tiny_encoder: Path, tiny_index: Path, views: bool) -> None:
+    """Each image scores the best cosine over the query's views, checked against a brute-force
+    search of every stored vector; LATENT_SEARCH_QUERY_VIEWS=false searches the whole image alone."""
+    encoder = load_runtime(tiny_encoder)
+    index = load(tiny_index)
+    ids = np.array(index.catalog.ids())
+    stored = index.vectors(ids)
+    index.close()
+    data = png(2, 11)
+    pixels = _views_by_hand(data, encoder.image_size)
+    sims = (encoder.embed_pixels(pixels if views else pixels[:1]) @ stored.T).max(axis=0)
+    order = np.argsort(-sims)[:6]
+    whole = encoder.embed_pixels(pixels[:1]) @ stored.T
+    assert np.allclose(whole[0, order], sims[order]) != views  # the views change this query's scores
+    with TestClient(create_app(make_settings(tiny_encoder, tiny_index, query_views=views))) as c:
+        wait_ready(c)
+        hits = c.post("/search", files={"image": ("q.png", data, "image/png")}, params={"k": 6}).json()["neighbours"]
+        batch = c.post("/search/batch", files=[("images", ("q.png", data, "image/png"))], params={"k": 6}).json()
+    assert [n["id"] for n in hits] == ids[order].tolist()
+    np.testing.assert_allclose([n["score"] for n in hits], sims[order], atol=1e-5)
+    assert [n["id"] for n in batch["results"][0]] == ids[order].tolist()
 
 
 def test_min_score_filters(client: TestClient) -> None:

@@ -13,7 +13,8 @@ from typing import Any
 from index.store import load
 from model.embed import load_encoder
 from model.onnx_export import export_onnx
-from model.runtime import embed_bytes
+from model.query_views import search_views
+from model.runtime import embed_queries
 
 SERVE_WITHOUT_TORCH = """
 import json, sys
@@ -56,9 +57,9 @@ def test_service_runs_the_export_without_torch(
     query = sorted(image_folder.rglob("*.png"))[7]
     result = run_without_torch(SERVE_WITHOUT_TORCH, encoder, index, query)
     assert result["torch"] is None and result["info"]["encoder_runtime"] == "onnx"
-    # The same neighbours as torch's embedding of the query, searched directly.
-    vector = embed_bytes(load_encoder(tiny_encoder), [query.read_bytes()])
-    _, want = load(tiny_index).search(vector, 5)
+    # The same neighbours as torch's embedding of the query's views, searched directly.
+    views = embed_queries(load_encoder(tiny_encoder), [query.read_bytes()])
+    _, want = search_views(load(tiny_index).search, views, 5)
     assert result["ids"] == want[0].tolist()
 
 
