@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     # Compute: micro-batching of queries, threads
     microbatch_max_size: int = Field(
         32, ge=1, validation_alias=_named("microbatch_max_size", "batch_max_size"),
-        description="most queries embedded in one forward pass",
+        description="most queries (each with its views) embedded in one forward pass",
     )  # fmt: skip
     microbatch_max_wait_ms: float = Field(
         3.0, ge=0, validation_alias=_named("microbatch_max_wait_ms", "batch_max_wait_ms"),

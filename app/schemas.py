@@ -10,7 +10,10 @@ from pydantic.config import JsonDict
 
 class Neighbour(BaseModel):
     id: int = Field(description="Stable 64-bit image id.")
-    score: float = Field(description="Cosine similarity to the query, in [-1, 1].")
+    score: float = Field(
+        description="Cosine similarity to the query, in [-1, 1]: for an uploaded query, to the best of its views "
+        "(the whole image, and crops without a band at the top or bottom and without the corners)."
+    )
     uri: str = Field(description="Where the image came from (path in the source collection).")
     label: str | None = Field(None, description="Class folder name, when the collection had one.")
     width: int

@@ -4,7 +4,7 @@ The service is `Live` once the encoder, the index and the image store are loaded
 gets that `Live` (non-Optional parts, one index version for the whole request) from the
 readiness dependency in app.deps, and the service methods take what they work on from it.
 
-Kept whole (about 290 lines): it is the request path, decode -> embed -> search -> join, and
+Kept whole (about 360 lines): it is the request path, decode -> embed -> search -> join, and
 the writes that share its stages; read top to bottom it is the whole of what a query costs.
 """
 
