@@ -45,8 +45,9 @@ def top1(index: ImageIndex, views: list[np.ndarray], truth: list[int]) -> float:
     return float(np.mean([len(hit) > 0 and int(hit[0]) == t for hit, t in zip(ids, truth, strict=True)]))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(doc: str | None) -> argparse.Namespace:
+    """The arguments of a copy-detection benchmark: collection, encoder, section name, the sample."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.environ.get("LATENT_SEARCH_DATA"), help="collection")
     parser.add_argument("--encoder", required=True, type=Path)
     parser.add_argument("--name", required=True, help="section name, e.g. cifar10-cpu-small")
@@ -57,6 +58,11 @@ def main() -> None:
     args = parser.parse_args()
     if not args.data:
         parser.error("pass --data PATH or set LATENT_SEARCH_DATA")
+    return args
+
+
+def main() -> None:
+    args = parse_args(__doc__)
     encoder = load_runtime(args.encoder)
     ways = {"whole image": (WHOLE,), "query views": QUERY_VIEWS}  # the service with QUERY_VIEWS false / true
     with tempfile.TemporaryDirectory() as tmp:

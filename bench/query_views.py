@@ -13,17 +13,15 @@ the service's approximate index). Writes the table into BENCHMARKS.md.
 
 from __future__ import annotations
 
-import argparse
 import io
 import math
-import os
 import random
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from bench.copies import parse_args
 from bench.report import machine, table, today, write_section
 from model.data import ImageRecord, iter_records
 from model.edits import EDITS, apply
@@ -66,37 +64,19 @@ MARGINS = (0.01, 0.02, 0.05)  # a crop view's cosine counts minus this (the defa
 
 
 def embed_whole(encoder: EncoderRuntime, records: list[ImageRecord], size: int) -> np.ndarray:
+    """The whole images, squared as the index holds them."""
     return encoder.embed_pixels(
         np.stack([to_square(Image.open(io.BytesIO(r.data)).convert("RGB"), size) for r in records])
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.environ.get("LATENT_SEARCH_DATA"), help="collection")
-    parser.add_argument("--encoder", required=True, type=Path)
-    parser.add_argument("--name", required=True, help="section name, e.g. cifar10-demo")
-    parser.add_argument("--sample", type=int, default=300)
-    parser.add_argument("--split", default=None, help="sample only from this split (e.g. test)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
-    if not args.data:
-        parser.error("pass --data PATH or set LATENT_SEARCH_DATA")
+    args = parse_args(__doc__)
     started = time.perf_counter()
     encoder = load_runtime(args.encoder)
     size = encoder.image_size
     records = list(iter_records(args.data))
-    gallery = np.concatenate(
-        [
-            encoder.embed_pixels(
-                np.stack(
-                    [to_square(Image.open(io.BytesIO(r.data)).convert("RGB"), size) for r in records[i : i + 1024]]
-                )
-            )
-            for i in range(0, len(records), 1024)
-        ]
-    )
+    gallery = np.concatenate([embed_whole(encoder, records[i : i + 1024], size) for i in range(0, len(records), 1024)])
     pool = [i for i, r in enumerate(records) if args.split is None or r.split == args.split]
     picked = random.Random(args.seed).sample(pool, min(args.sample, len(pool)))
     truth = np.asarray(picked)
