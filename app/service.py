@@ -33,7 +33,7 @@ from index.store import ImageIndex, IndexRetiredError, ReadReplicaError, load
 from index.vectors import BackendUnavailableError, backend_of
 from model.hardware import usable_cores
 from model.images import SUPPORTED_FORMATS, DecodedImage, UnreadableImageError, decode_checked, open_checked
-from model.query_views import QUERY_VIEWS, WHOLE, Box, Hits, decode_views, search_views
+from model.query_views import QUERY_VIEWS, WHOLE, Box, Hits, decode_views, regroup, search_views
 from model.runtime import EncoderRuntime, load_runtime
 
 LOG = logging.getLogger(__name__)
@@ -154,8 +154,7 @@ class SearchService:
 
     def _embed_batch(self, items: list[np.ndarray]) -> list[np.ndarray]:
         """Items of (n_i, S, S, 3) pixels (an image's views) -> (n_i, d) each, in one pass."""
-        vectors = self.require().encoder.embed_pixels(np.concatenate(items))
-        return np.split(vectors, np.cumsum([len(item) for item in items])[:-1])
+        return regroup(self.require().encoder.embed_pixels(np.concatenate(items)), items)
 
     def _search(
         self, index: ImageIndex, vectors: np.ndarray, k: int, where: CatalogFilter | None = None

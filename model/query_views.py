@@ -15,7 +15,8 @@ the label-free encoder check (model.copies), so the three measure the same thing
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -31,6 +32,13 @@ QUERY_VIEWS: tuple[Box, ...] = (
     (0.0, 0.15, 1.0, 1.0),  # without a band across the top
     (_CENTRE, _CENTRE, 1 - _CENTRE, 1 - _CENTRE),  # the middle: without corners and margins
 )
+
+
+class _Sliceable(Protocol):
+    def __getitem__(self, key: slice, /) -> Any: ...
+
+
+T = TypeVar("T", bound=_Sliceable)
 Hits = tuple[list[np.ndarray], list[np.ndarray]]  # (scores, ids) per query row, best first
 Search = Callable[[np.ndarray, int], Hits]  # (Q, d) unit vectors, k -> Hits
 
@@ -81,16 +89,18 @@ def merge_views(scores: Sequence[np.ndarray], ids: Sequence[np.ndarray], k: int)
     return flat_scores[best].astype(np.float32, copy=False), flat_ids[best].astype(np.int64, copy=False)
 
 
+def regroup(flat: T, parts: Sequence[Sized]) -> list[T]:
+    """`flat` (rows of all `parts`, one after another) cut back into one slice per part: what a
+    batched pass over several queries' views returns, per query."""
+    ends = np.cumsum([len(part) for part in parts]).tolist()
+    return [flat[start:end] for start, end in zip([0, *ends], ends, strict=False)]
+
+
 def search_views(search: Search, queries: Sequence[np.ndarray], k: int) -> Hits:
     """Search each query's views ((V_i, d) unit vectors, V_i >= 1) in one call of `search`
     and merge each query's hits."""
     if not queries:
         return [], []
     scores, ids = search(np.concatenate(queries), k)
-    out_scores, out_ids, row = [], [], 0
-    for views in queries:
-        s, i = merge_views(scores[row : row + len(views)], ids[row : row + len(views)], k)
-        out_scores.append(s)
-        out_ids.append(i)
-        row += len(views)
-    return out_scores, out_ids
+    merged = [merge_views(s, i, k) for s, i in zip(regroup(scores, queries), regroup(ids, queries), strict=True)]
+    return [s for s, _ in merged], [i for _, i in merged]

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from model.images import MAX_IMAGE_PIXELS, decode_image, open_image
-from model.query_views import QUERY_VIEWS, Box, decode_views
+from model.query_views import QUERY_VIEWS, Box, decode_views, regroup
 
 
 class Runtime(StrEnum):
@@ -74,8 +74,7 @@ def embed_queries(
     views = [decode_views(open_image(b, max_pixels), encoder.image_size, boxes) for b in blobs]
     if not views:
         return []
-    vectors = encoder.embed_pixels(np.concatenate(views))
-    return np.split(vectors, np.cumsum([len(v) for v in views])[:-1])
+    return regroup(encoder.embed_pixels(np.concatenate(views)), views)
 
 
 def onnx_path_for(encoder_path: str | os.PathLike[str]) -> Path:

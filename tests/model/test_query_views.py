@@ -10,7 +10,16 @@ import pytest
 from PIL import Image, ImageOps
 
 from model.images import open_image, to_square
-from model.query_views import QUERY_VIEWS, WHOLE, crop_views, decode_views, merge_views, search_views, view_squares
+from model.query_views import (
+    QUERY_VIEWS,
+    WHOLE,
+    crop_views,
+    decode_views,
+    merge_views,
+    regroup,
+    search_views,
+    view_squares,
+)
 
 
 def _unit(rng: np.random.Generator, *shape: int) -> np.ndarray:
@@ -89,3 +98,10 @@ def test_search_views_matches_a_brute_force_max_over_views(views: int) -> None:
         assert i.tolist() == want.tolist()
         np.testing.assert_allclose(s, best[want], rtol=1e-6)
     assert search_views(_exact(gallery), [], k) == ([], [])  # type: ignore[arg-type]
+
+
+def test_regroup_cuts_a_batched_result_back_per_query() -> None:
+    parts = [np.zeros((3, 2)), np.zeros((1, 2)), np.zeros((4, 2))]
+    flat = np.arange(8)
+    assert [g.tolist() for g in regroup(flat, parts)] == [[0, 1, 2], [3], [4, 5, 6, 7]]
+    assert regroup(list("abcdefgh"), parts) == [["a", "b", "c"], ["d"], ["e", "f", "g", "h"]]
