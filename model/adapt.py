@@ -1,101 +1,134 @@
-"""Keep what training made only where it measures better than a pretrained network as it is.
+"""At the end of a run, choose the encoder a collection gets: what training made, or a pretrained
+network as it ships, by the label-free judge (model.judge) on the collection's held-out images.
 
-Judged on the collection's own held-out images by copy retrieval (model.copies: no labels
-needed), each network at its own input size:
-- `keep_better`: after a run that started from a pretrained network (EncoderConfig.init), the
-  adapted f against the f it started from, so adapting never leaves the user worse off.
-- `keep_better_than_rival`: after a run from scratch, the trained f against a pretrained
-  network as it ships (TrainConfig.rival), so training from scratch is kept where it wins.
-A tie keeps the pretrained network: training has to show that it helps.
+- After an adaptation (EncoderConfig.init): the adapted f against the f it started from.
+- After a run from scratch with a rival (TrainConfig.rival): the trained f against the rival as it
+  ships, embedding at max(RIVAL_MIN_SIZE, the run's size).
+The shipped network is the reference the judge measures neighbourhood agreement against, and
+training has to beat it by the judge's margin to be kept. A collection too small to judge keeps
+the shipped network. Each network is embedded by ONNX Runtime where its export works (depthwise
+convolutions are several times faster there on CPUs), else by torch.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
+from model import judge
+from model.checkpoint import save_encoder
 from model.config import EncoderConfig
-from model.copies import EmbedFn, copy_retrieval
+from model.copies import EmbedFn
 from model.embed import embed_tensor
-from model.encoder import build_backbone
-from model.pretrained import MissingWeightsError, as_is, load_weights
+from model.pretrained import MissingWeightsError, as_is
 
 LOG = logging.getLogger(__name__)
 
-SAMPLE = 300  # held-out images in the gallery; each is queried with every edit up to QUERIES
-QUERIES = 150
 # Smallest side a rival embeds at: EfficientNet-Lite0 as it ships, on CIFAR-10 upscaled to 96 px,
 # gave kNN 72.3 % (eval protocol, 2026-11-26) against 60.8 % for the 12-minute CPU run.
 RIVAL_MIN_SIZE = 96
+MIN_COLLECTION = 500  # images: below this, the judge's sample is too small to trust
+MIN_SAMPLE = 100  # held-out images the judge needs at least
+SAMPLE = 1000  # held-out images it looks at, at most
 
 
-def _embedder(net: nn.Module, cfg: EncoderConfig, device: torch.device) -> EmbedFn:
-    def embed(pixels: torch.Tensor) -> np.ndarray:
-        return embed_tensor(net, pixels, cfg.mean, cfg.std, device=device).numpy()
+@dataclass
+class Network:
+    """A network in the running."""
 
-    return embed
+    name: str
+    backbone: nn.Module
+    cfg: EncoderConfig
+    dim: int
+    shipped: bool
 
 
-def keep_better(
-    adapted: nn.Module, cfg: EncoderConfig, heldout: torch.Tensor, device: torch.device
-) -> tuple[nn.Module, dict[str, Any]]:
-    """(the backbone to save, a record of both scores). `heldout`: uint8 (N, 3, S, S) images."""
-    originals = [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in heldout[:SAMPLE].cpu()]
-    adapted.eval()
-    scores = {"adapted": copy_retrieval(_embedder(adapted, cfg, device), originals, cfg.image_size, queries=QUERIES)}
-    original, _ = build_backbone(cfg)
-    load_weights(original, cfg.init)
-    original = original.to(device).eval()
-    scores["pretrained"] = copy_retrieval(_embedder(original, cfg, device), originals, cfg.image_size, queries=QUERIES)
-    kept = "adapted" if scores["adapted"]["overall"] > scores["pretrained"]["overall"] else "pretrained"
-    LOG.info(
-        "copy retrieval on %d held-out images: adapted %.3f, %s as it was %.3f -> keeping the %s network",
-        len(originals),
-        scores["adapted"]["overall"],
-        cfg.init,
-        scores["pretrained"]["overall"],
-        kept,
+@dataclass
+class Choice:
+    kept: Network
+    others: list[Network]
+    record: dict[str, Any]
+
+    @property
+    def message(self) -> str:
+        return str(self.record["message"])
+
+
+def _embedder(net: Network, workdir: Path, device: torch.device) -> EmbedFn:
+    """ONNX Runtime on the CPU when the export works (as the service would run it), else torch."""
+    if device.type == "cpu":
+        try:
+            from model.onnx_export import export_onnx
+            from model.onnx_runtime import load_onnx_encoder
+
+            path = workdir / f"{net.name}.pt"
+            save_encoder(path, net.backbone, net.cfg, net.dim)
+            onnx = load_onnx_encoder(export_onnx(path))
+
+            def by_onnx(pixels: torch.Tensor) -> np.ndarray:
+                return onnx.embed_pixels(pixels.permute(0, 2, 3, 1).contiguous().numpy())
+
+            return by_onnx
+        except Exception as exc:  # torch still works; only slower
+            LOG.info("judging %s with torch (ONNX export failed: %s)", net.name, exc)
+    backbone = net.backbone.to(device).eval()
+
+    def by_torch(pixels: torch.Tensor) -> np.ndarray:
+        return embed_tensor(backbone, pixels, net.cfg.mean, net.cfg.std, device=device).numpy()
+
+    return by_torch
+
+
+def choose(
+    trained: Network, shipped: Network, heldout: torch.Tensor, device: torch.device, collection_size: int
+) -> Choice:
+    """Judge `trained` against `shipped` on held-out uint8 (N, 3, S, S) images of the collection."""
+    images = judge.pixels_to_images(heldout[:SAMPLE])
+    small = collection_size < MIN_COLLECTION or len(images) < MIN_SAMPLE
+    if small:
+        too_small = (
+            f"the collection has {collection_size} images ({len(images)} held out): too few to judge "
+            f"neighbourhoods (at least {MIN_COLLECTION}, {MIN_SAMPLE} held out); keeping {shipped.name} as it ships"
+        )
+        LOG.warning(too_small)
+        return Choice(shipped, [trained], {"chosen": shipped.name, "message": too_small, "too_small": True})
+    with tempfile.TemporaryDirectory(prefix="latent-search-judge-") as tmp:
+        base, ref = judge.measure(
+            shipped.name, _embedder(shipped, Path(tmp), device), images, shipped.cfg.image_size, None, shipped=True
+        )
+        other, _ = judge.measure(
+            trained.name, _embedder(trained, Path(tmp), device), images, trained.cfg.image_size, ref, shipped=False
+        )
+    pick, why = judge.choose([base, other])
+    record = judge.as_record([base, other], pick, why)
+    record["sample"] = len(images)
+    kept, lost = (shipped, trained) if pick is base else (trained, shipped)
+    record["message"] = (
+        f"kept {kept.name}: {why[kept.name]}; {lost.name}: {why[lost.name]} "
+        f"(label-free judge on {len(images)} held-out images, choice.json)"
     )
-    return (adapted if kept == "adapted" else original), {"kept": kept, "copy_retrieval": scores}
+    LOG.info(record["message"])
+    return Choice(kept, [lost], record)
 
 
-def keep_better_than_rival(
-    trained: nn.Module, cfg: EncoderConfig, rival: str, heldout: torch.Tensor, device: torch.device
-) -> tuple[nn.Module, EncoderConfig, int | None, dict[str, Any]]:
-    """(backbone, its config, its feature size or None for the trained one's, a record).
+def shipped_start(cfg: EncoderConfig) -> Network:
+    """The network an adaptation started from, as it ships, at the run's input size."""
+    backbone, shipped_cfg, dim = as_is(cfg.init, cfg.image_size)
+    return Network("pretrained", backbone, shipped_cfg, dim, shipped=True)
 
-    The rival embeds at max(RIVAL_MIN_SIZE, the run's image size): small images are upscaled,
-    as the index would upscale them.
-    """
-    originals = [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in heldout[:SAMPLE].cpu()]
-    trained.eval()
-    size = max(RIVAL_MIN_SIZE, cfg.image_size)
+
+def shipped_rival(rival: str, cfg: EncoderConfig) -> Network | None:
+    """The rival of a run from scratch, as it ships, or None (with a warning) when it is missing."""
     try:
-        other, other_cfg, other_dim = as_is(rival, size)
+        backbone, rival_cfg, dim = as_is(rival, max(RIVAL_MIN_SIZE, cfg.image_size))
     except MissingWeightsError as exc:
         LOG.warning("no rival to compare with: %s", exc)
-        return trained, cfg, None, {"kept": "trained", "rival": rival, "skipped": str(exc)}
-    other = other.to(device)
-    scores = {
-        "trained": copy_retrieval(_embedder(trained, cfg, device), originals, cfg.image_size, queries=QUERIES),
-        rival: copy_retrieval(_embedder(other, other_cfg, device), originals, size, queries=QUERIES),
-    }
-    kept = "trained" if scores["trained"]["overall"] > scores[rival]["overall"] else rival
-    LOG.info(
-        "copy retrieval on %d held-out images: trained %.3f, %s as it ships (%d px) %.3f -> keeping %s",
-        len(originals),
-        scores["trained"]["overall"],
-        rival,
-        size,
-        scores[rival]["overall"],
-        kept,
-    )
-    record = {"kept": kept, "rival": rival, "rival_image_size": size, "copy_retrieval": scores}
-    if kept == "trained":
-        return trained, cfg, None, record
-    return other.cpu(), other_cfg, other_dim, record
+        return None
+    return Network(rival, backbone, rival_cfg, dim, shipped=True)

@@ -139,6 +139,10 @@ class TrainConfig:
     # A pretrained network (model.pretrained) that a run from scratch must beat, as it ships, on
     # held-out copy retrieval at the end (model.adapt); "" compares with nothing.
     rival: str = ""
+    # Adapting a pretrained f: weight of the similarity distillation toward the frozen network
+    # it started from (model.loss.SimilarityDistillation, on h), and that loss's temperature.
+    distill: float = 0.0
+    distill_temperature: float = 0.1
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -159,6 +163,8 @@ class TrainConfig:
             raise ValueError(f"backbone_lr_scale must be in [0, 1], got {self.backbone_lr_scale}")
         if self.frozen_blocks < 0:
             raise ValueError("frozen_blocks must be >= 0")
+        if self.distill < 0 or self.distill_temperature <= 0:
+            raise ValueError("distill must be >= 0 and distill_temperature > 0")
         # JSON and checkpoints give lists back
         self.replans = tuple((int(s), float(p)) for s, p in self.replans)
         self.step_seconds = tuple((int(s), float(t)) for s, t in self.step_seconds)
@@ -198,3 +204,47 @@ def override(cfg: RunConfig, **values: Any) -> RunConfig:
             raise ValueError(f"unknown config key {key!r}")
         data[section][name] = value
     return RunConfig.from_dict(data)
+
+
+def _coerce(key: str, text: str, current: Any) -> Any:
+    """`text` as the type of the field's current value (a --set value from the command line)."""
+    try:
+        if isinstance(current, bool):
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1", "yes")
+        if isinstance(current, int) and not isinstance(current, bool):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+        if isinstance(current, tuple | list):
+            return tuple(type(current[0])(part) if current else float(part) for part in text.split(","))
+        if current is None:  # chosen by measurement unless set: booleans
+            return _coerce(key, text, True)
+    except ValueError:
+        kind = "true/false" if isinstance(current, bool) or current is None else type(current).__name__
+        raise ValueError(f"--set {key}={text}: expected a {kind} value") from None
+    return text
+
+
+def parse_sets(cfg: RunConfig, items: list[str]) -> dict[str, Any]:
+    """`--set section.name=value` items -> override()'s keyword arguments, typed by the config.
+
+    Raises ValueError naming the item for a malformed item, an unknown key or a bad value.
+    """
+    data = cfg.to_dict()
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        section, _, name = key.strip().partition(".")
+        if not sep or not name:
+            raise ValueError(f"--set {item!r}: write it as section.name=value, e.g. train.lr=0.1")
+        if section not in ("encoder", "augment", "train") or name not in data[section]:
+            known = (
+                ", ".join(f"{section}.{n}" for n in data.get(section, {}))
+                if section in data
+                else "encoder, augment, train"
+            )
+            raise ValueError(f"--set {item!r}: unknown key {key!r} (known: {known})")
+        out[f"{section}.{name}"] = _coerce(key, text.strip(), data[section][name])
+    return out

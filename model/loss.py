@@ -103,3 +103,42 @@ class SupConLoss(nn.Module):
         positives[torch.arange(2 * n, device=z1.device), self_cols] = False
         pos_log_prob = torch.where(positives, log_prob, torch.zeros_like(log_prob)).sum(dim=1)
         return -(pos_log_prob / positives.sum(dim=1)).mean()
+
+
+class SimilarityDistillation(nn.Module):
+    """Keep a student's neighbourhoods close to a frozen teacher's (relational distillation).
+
+    For each of the B rows of a batch, a softmax over its cosine similarity / tau to the other
+    B - 1 rows, in the teacher's features and in the student's; the loss is the mean
+    KL(teacher || student). It pulls the student's batch-level similarity structure toward the
+    teacher's (Tung & Mori 2019's similarity preservation; the softmax form is CompRess /
+    SEED's, Abbasi Koohpayegani et al. 2020, Fang et al. 2021), so contrastive adaptation adds
+    invariances without forgetting which images the pretrained network finds alike.
+
+    Shapes: student (B, D_s), teacher (B, D_t) features of the same B images. Returns a scalar.
+    """
+
+    def __init__(self, temperature: float = 0.1) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+
+    def _logits(self, feats: torch.Tensor) -> torch.Tensor:
+        a = F.normalize(feats.float(), dim=1)
+        sims = a @ a.T / self.temperature
+        eye = torch.eye(len(a), dtype=torch.bool, device=a.device)
+        return sims.masked_fill(eye, float("-inf"))
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        if student.ndim != 2 or teacher.ndim != 2 or len(student) != len(teacher) or len(student) < 3:
+            raise ValueError(
+                "expected (B, D) features of the same B >= 3 images, "
+                f"got {tuple(student.shape)} and {tuple(teacher.shape)}"
+            )
+        log_s = F.log_softmax(self._logits(student), dim=1)
+        log_t = F.log_softmax(self._logits(teacher.detach()), dim=1)
+        eye = torch.eye(len(student), dtype=torch.bool, device=student.device)
+        # KL(p_t || p_s) per row, the diagonal (0 * -inf) left out.
+        terms = (log_t.exp() * (log_t - log_s)).masked_fill(eye, 0.0)
+        return terms.sum(dim=1).mean()

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import torch
 
-from model.adapt import keep_better, keep_better_than_rival
+from model.adapt import Network, choose, shipped_rival, shipped_start
 from model.checkpoint import save_encoder
 from model.config import RunConfig
 from model.feed import EvalSet
 from model.hardware import describe
-from model.pretrained import export_as_is
-from model.run_dir import CANDIDATES, ENCODER
+from model.run_dir import CANDIDATES, CHOICE, ENCODER
 from model.train_state import TrainState
 
 LOG = logging.getLogger(__name__)
@@ -31,51 +30,35 @@ def release(
     *,
     final: bool,
     device: torch.device,
+    collection_size: int = 0,
 ) -> str | None:
-    """Write encoder.pt and encoder.onnx. At the end of a run, of whichever network retrieves
-    edited copies of held-out images better (model.adapt): the adapted one or the pretrained one
-    it started from; the one trained from scratch or the run's rival as it ships. Returns what to
-    tell the user."""
-    backbone, enc_cfg, dim = state.model.backbone, cfg.encoder, state.model.feature_dim
-    adaptation, choice, message = None, None, None
-    trained_here = (state.model.backbone, cfg.encoder, state.model.feature_dim)
+    """Write encoder.pt and encoder.onnx. At the end of a run, of the network the label-free judge
+    prefers (model.adapt): the adapted one or the pretrained one it started from; the one trained
+    from scratch or the run's rival as it ships. The others go to candidates/ (`eval` reports
+    them too) and the judge's scores to choice.json. Returns what to tell the user."""
+    trained = Network("adapted" if cfg.encoder.init else "trained", state.model.backbone, cfg.encoder,
+                      state.model.feature_dim, shipped=False)  # fmt: skip
+    kept, choice, message = trained, None, None
     if final:  # the networks compared and not kept, as encoder files: `eval` reports their kNN too
         shutil.rmtree(run_dir / CANDIDATES, ignore_errors=True)
         (run_dir / CANDIDATES).mkdir()
-    if final and cfg.encoder.init:
-        backbone, adaptation = keep_better(backbone, enc_cfg, evalset.heldout, device)
-        (run_dir / "adaptation.json").write_text(json.dumps(adaptation, indent=2) + "\n")
-        message = f"kept the {adaptation['kept']} network (copy retrieval on held-out images, adaptation.json)"
-        if adaptation["kept"] == "adapted":
-            export_as_is(cfg.encoder.init, run_dir / CANDIDATES / "pretrained.pt", cfg.encoder.image_size)
-        else:
-            save_encoder(run_dir / CANDIDATES / "adapted.pt", *trained_here)
-    elif final and cfg.train.rival:
-        backbone, enc_cfg, rival_dim, choice = keep_better_than_rival(
-            backbone, enc_cfg, cfg.train.rival, evalset.heldout, device
-        )
-        dim = rival_dim or dim
-        (run_dir / "choice.json").write_text(json.dumps(choice, indent=2) + "\n")
-        if choice["kept"] != "trained":
-            save_encoder(run_dir / CANDIDATES / "trained.pt", *trained_here)
-        elif "skipped" not in choice:
-            rival = cfg.train.rival
-            export_as_is(rival, run_dir / CANDIDATES / f"{rival}.pt", choice["rival_image_size"])
-        if "skipped" not in choice:
-            scores = choice["copy_retrieval"]
-            message = (
-                f"kept the {choice['kept']} network: copy retrieval on held-out images, trained "
-                f"{scores['trained']['overall']:.3f} vs {cfg.train.rival} as it ships "
-                f"{scores[cfg.train.rival]['overall']:.3f} (choice.json)"
-            )
+        shipped = shipped_start(cfg.encoder) if cfg.encoder.init else None
+        if shipped is None and cfg.train.rival:
+            shipped = shipped_rival(cfg.train.rival, cfg.encoder)
+        if shipped is not None:
+            result = choose(trained, shipped, evalset.heldout, device, collection_size or len(evalset.heldout))
+            kept, choice, message = result.kept, result.record, result.message
+            (run_dir / CHOICE).write_text(json.dumps(choice, indent=2) + "\n")
+            for other in result.others:
+                save_encoder(run_dir / CANDIDATES / f"{other.name}.pt", other.backbone, other.cfg, other.dim)
     encoder_path = run_dir / ENCODER
     save_encoder(
         encoder_path,
-        backbone,
-        enc_cfg,
-        dim,
+        kept.backbone,
+        kept.cfg,
+        kept.dim,
         trained={
-            "adaptation": adaptation,
+            "kept": kept.name,
             "choice": choice,
             "data": str(data),
             "step": state.step,

@@ -18,6 +18,7 @@ from model.config import RunConfig
 
 CHECKPOINT, ENCODER, CONFIG, METRICS = "checkpoint.pt", "encoder.pt", "config.json", "metrics.jsonl"
 CANDIDATES = "candidates"  # the networks a run compared and did not keep, as encoder files (model.release)
+CHOICE = "choice.json"  # the label-free judge's scores of each network and its decision (model.adapt)
 
 
 def open_run(run_dir: Path, resume: bool, world_size: int) -> dict[str, Any] | None:

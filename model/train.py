@@ -35,12 +35,12 @@ from model.distributed import (
     teardown,
 )
 from model.distributed import setup as setup_distributed
-from model.encoder import SimCLRModel, freeze, set_train_mode
+from model.encoder import SimCLRModel, build_backbone, freeze, set_train_mode
 from model.evaluate import evaluate_epoch
 from model.feed import CachedFeed, EvalSet, StreamFeed, prepare_data
 from model.hardware import describe
 from model.health import collapse_warning
-from model.loss import NTXentLoss, SupConLoss
+from model.loss import NTXentLoss, SimilarityDistillation, SupConLoss
 from model.optim import build_optimizer, lr_at
 from model.pace import Pace, pace_check
 from model.precision import choose_speed, training_step_timer
@@ -121,6 +121,7 @@ def train_one_epoch(state: TrainState, run: EpochRun, epoch: int) -> tuple[float
     forward = state.forward if state.forward is not None else model
     augment = SimCLRAugment(cfg.augment, cfg.encoder.mean, cfg.encoder.std)
     ntxent, supcon = NTXentLoss(t.temperature), SupConLoss(t.temperature)
+    distill = SimilarityDistillation(t.distill_temperature)
     # The learning rate and view size follow the first plan's schedule (run.pace.length steps),
     # at the position model.pace gives each step.
     length = run.pace.length
@@ -147,9 +148,13 @@ def train_one_epoch(state: TrainState, run: EpochRun, epoch: int) -> tuple[float
         v1, v2 = augment(images, state.aug_gen, view_size)
         x = torch.cat([v1, v2]).contiguous(memory_format=fmt)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            _, z = forward(x)
+            h, z = forward(x)
         z1, z2 = z.float().chunk(2)
         loss = supcon(z1, z2, labels.to(device)) if t.loss == "supcon" else ntxent(z1, z2)
+        if state.teacher is not None:
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                h_teacher = state.teacher(x)
+            loss = loss + t.distill * distill(h.float(), h_teacher.float())
         # The global batch's loss (the mean over processes), so that every process agrees on a stop.
         global_loss = mean_over_processes(loss)
         nonfinite |= ~torch.isfinite(global_loss)
@@ -269,6 +274,7 @@ def _train(
         model, build_optimizer(model, cfg.train), torch.Generator(device=dev).manual_seed(aug_seed), dist=info
     )
     state.call_start = call_start
+    state.teacher = _teacher(cfg, dev)
     if saved is not None:
         restore(state, saved)
         LOG.info("resumed %s at step %d", run_dir, state.step)
@@ -306,7 +312,9 @@ def _train(
         )
     if info.is_main:
         final = state.step >= run.total_steps or (budget is not None and state.seconds >= budget)
-        message = release(state, cfg, evalset, str(data), run_dir, final=final, device=dev)
+        message = release(
+            state, cfg, evalset, str(data), run_dir, final=final, device=dev, collection_size=int(data_info["images"])
+        )
         if message:
             bar.write(message)
     barrier()  # encoder.pt exists for every process once train() returns
@@ -350,6 +358,18 @@ def _build_model(
     if dist.enabled and cfg.train.sync_bn:
         convert_batchnorm(model, dev)
     return model, cfg
+
+
+def _teacher(cfg: RunConfig, dev: torch.device) -> torch.nn.Module | None:
+    """The frozen starting network that a distilled adaptation keeps its neighbourhoods close to."""
+    if not (cfg.train.distill > 0 and cfg.encoder.init):
+        return None
+    teacher, _ = build_backbone(cfg.encoder)
+    load_weights(teacher, cfg.encoder.init)
+    teacher = teacher.to(dev).eval().requires_grad_(False)
+    if cfg.train.channels_last:
+        teacher = teacher.to(memory_format=torch.channels_last)
+    return teacher
 
 
 def _loop(state: TrainState, run: EpochRun, evalset: EvalSet) -> tuple[float, dict[str, Any]]:

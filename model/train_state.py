@@ -23,6 +23,7 @@ class TrainState:
     forward: torch.nn.Module | None = None  # what training steps call: the DDP wrapper, if any
     dist: DistInfo = field(default_factory=DistInfo)
     pace_mark: tuple[int, float] = (0, 0.0)  # (step, seconds) at the last pace check (model.pace)
+    teacher: torch.nn.Module | None = None  # the frozen starting network that f is distilled toward
 
     @property
     def wall_seconds(self) -> float:

@@ -72,12 +72,16 @@ def train(
     compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile.")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N (default: cuda if present).")] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any recipe field: --set train.distill=1.0 --set augment.crop_size=96 (repeatable)."),
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Train a SimCLR encoder on unlabelled images."""
     configure(verbose, threads)
-    from model.config import override
+    from model.config import override, parse_sets
     from model.presets import preset as get_preset
     from model.train import NonFiniteLossError
     from model.train import train as run_train
@@ -123,6 +127,7 @@ def train(
                 "augment.zoom_out_p": zoom_out_p,
             },
         )
+        cfg = override(cfg, **parse_sets(cfg, sets or []))
         result = run_train(
             cfg,
             source,

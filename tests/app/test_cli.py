@@ -72,6 +72,9 @@ def test_clear_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "index build" in result.output
     result = runner.invoke(app, ["train", "--data", str(tmp_path), "--preset", "huge"])
     assert result.exit_code == 2 and "unknown preset" in result.output
+    for item, says in (("train.nope=1", "unknown key 'train.nope'"), ("train.lr=fast", "expected a float")):
+        result = runner.invoke(app, ["train", "--data", str(tmp_path), "--preset", "cpu-small", "--set", item])
+        assert result.exit_code == 2 and says in result.output, result.output
 
 
 @pytest.mark.slow

