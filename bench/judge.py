@@ -56,6 +56,16 @@ def load_labelled(
     return [r.data for r in chosen], labels, is_test
 
 
+def chosen_side(data: str) -> int:
+    """The side a collection is embedded at by the shipped network: its own resolution for
+    photographs (model.collection.embed_side), the rival's side for small images."""
+    from model.adapt import RIVAL_MIN_SIZE
+    from model.collection import PHOTO_SIDE, embed_side, inspect_collection
+
+    facts = inspect_collection(data)
+    return embed_side(facts) if facts.median_short_side >= PHOTO_SIDE else RIVAL_MIN_SIZE
+
+
 def open_candidate(spec: str, workdir: Path) -> tuple[EncoderRuntime, bool]:
     """(runtime, shipped?) for `lite0@SIZE` or an encoder path."""
     if spec.startswith("lite0@"):
@@ -82,8 +92,18 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {}
     feats_of: dict[str, np.ndarray] = {}
     shipped_names: list[tuple[str, int]] = []
+    cache = Path(args.workdir) / "cache" / Path(args.data).name.split(".")[0]
+    cache.mkdir(parents=True, exist_ok=True)
     for item in args.candidate:
         name, spec = item.split("=", 1)
+        key = cache / f"{name}-{args.max_train}-{args.max_test}-{args.views}-{args.copies}"
+        if key.with_suffix(".json").exists():  # measured before: the same spec, sample and settings
+            row = json.loads(key.with_suffix(".json").read_text())
+            if row["spec"] == spec:
+                results[name], feats_of[name] = row, np.load(key.with_suffix(".npy"))
+                if row["shipped"]:
+                    shipped_names.append((name, row["image_size"]))
+                continue
         enc, shipped = open_candidate(spec, Path(args.workdir))
         size = enc.image_size
         if size not in pixels:
@@ -115,14 +135,23 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         if shipped:
             shipped_names.append((name, size))
         LOG.info("%s: %s", name, results[name])
-    ref = next((n for n, s in shipped_names if s == 224), shipped_names[0][0] if shipped_names else None)
+        key.with_suffix(".json").write_text(json.dumps(results[name]))
+        np.save(key.with_suffix(".npy"), feats_of[name])
+    # The shipped network at the side the collection's resolution gives (model.collection) is the
+    # reference the judge weighs trained networks against; shipped ones at other sides are shown
+    # to check that rule, not judged.
+    side = chosen_side(args.data)
+    base = next((n for n, sz in shipped_names if sz == side), None)
+    if base is None:
+        raise SystemExit(f"no shipped candidate at {side} px, the side this collection is embedded at")
     for name, row in results.items():
-        row["agreement"] = judge.neighbour_agreement(feats_of[name], feats_of[ref]) if ref else float("nan")
+        row["agreement"] = judge.neighbour_agreement(feats_of[name], feats_of[base])
     cands = [
         judge.Candidate(
             name, row["copies"], row["agreement"], row["views"], row["rankme"], row["alpha"], row["shipped"]
         )
         for name, row in results.items()
+        if name == base or not row["shipped"]
     ]
     pick, why = judge.choose(cands)
     best = max(results, key=lambda n: results[n]["knn"])
@@ -130,7 +159,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "data": args.data,
         "train": len(train),
         "test": int(is_test.sum()),
-        "reference": ref,
+        "reference": base,
+        "side": side,
         "candidates": results,
         "pick": pick.name,
         "why": why,
@@ -139,17 +169,61 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def report(paths: list[str], command: str) -> None:
+    """The validation table of several runs' JSON into BENCHMARKS.md ("Encoder choice")."""
+    from bench.report import machine, table, today, write_section
+
+    rows = []
+    for path in paths:
+        result = json.loads(Path(path).read_text())
+        name = Path(result["data"]).name.split(".")[0]
+        best = result["candidates"][result["best"]]["knn"]
+        for cand, row in result["candidates"].items():
+            mark = ("**pick**" if cand == result["pick"] else "") + (" (best)" if cand == result["best"] else "")
+            rows.append(
+                [
+                    name,
+                    cand,
+                    str(row["image_size"]),
+                    f"{100 * row['knn']:.1f}",
+                    f"{100 * row['nn1']:.1f}",
+                    f"{row['copies']:.3f}",
+                    f"{row['agreement']:.3f}",
+                    f"{row['views']:.3f}",
+                    f"{row['rankme']:.0f}",
+                    f"{row['alpha']:.2f}",
+                    mark.strip(),
+                ]
+            )
+        gap = 100 * best - 100 * result["candidates"][result["pick"]]["knn"]
+        rows.append([name, f"*pick within {gap:.1f} points of the best*", "", "", "", "", "", "", "", "", ""])
+    header = ["collection", "candidate", "px", "kNN %", "1-NN %", "copies", "agreement", "views", "RankMe", "alpha", ""]
+    body = (
+        f"## Encoder choice: the label-free judge against labels ({today()})\n\n"
+        f"Machine: {machine()}. Command: `{command}` (one per collection, then `--report`).\n\n"
+        + table(header, rows)
+    )
+    write_section("encoder-choice", body)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", required=True)
-    p.add_argument("--candidate", action="append", required=True, help="name=PATH or name=lite0@SIZE")
-    p.add_argument("--out", required=True)
+    p.add_argument("--report", nargs="+", help="write BENCHMARKS.md's table from these result files and stop")
+    p.add_argument("--command", default="uv run python -m bench.judge ...", help="the command, for the report")
+    p.add_argument("--data")
+    p.add_argument("--candidate", action="append", help="name=PATH or name=lite0@SIZE")
+    p.add_argument("--out")
     p.add_argument("--workdir", default="runs/judge")
     p.add_argument("--max-train", type=int, default=4000)
     p.add_argument("--max-test", type=int, default=1000)
     p.add_argument("--views", type=int, default=500, help="images edited for view agreement")
     p.add_argument("--copies", type=int, default=300, help="images in the copy-retrieval gallery")
     args = p.parse_args()
+    if args.report:
+        report(args.report, args.command)
+        return
+    if not (args.data and args.candidate and args.out):
+        p.error("--data, --candidate and --out are required (or --report)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     Image.MAX_IMAGE_PIXELS = None
     result = evaluate(args)

@@ -24,6 +24,12 @@ LOG = logging.getLogger(__name__)
 
 SAMPLE = 200
 PHOTO_SIDE = 96  # median shorter side from which a collection counts as photographs
+# The side a photo collection is embedded at: its median shorter side (to a multiple of 32),
+# within these bounds. Upscaling past the pixels a collection has costs neighbour quality and
+# time: EfficientNet-Lite0 as it ships, kNN at 128 vs 224 px (BENCHMARKS.md "Encoder choice"):
+# flowers5 (128-px photos) 72.2 vs 70.5 %; brain_mri4 (224 px) 81.9 vs 82.6 %; pacs_sketch (227 px)
+# 69.5 vs 69.5 %; a 100-class photo set (median ~220 px) 88.0 vs 91.4 %.
+EMBED_SIDE = (128, 224)
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,12 @@ def inspect_collection(data: str, sample: int = SAMPLE) -> CollectionFacts:
     )
 
 
+def embed_side(facts: CollectionFacts) -> int:
+    """The input side for a photo collection: its own resolution, not upscaled past the network's."""
+    lo, hi = EMBED_SIDE
+    return max(lo, min(hi, 32 * round(facts.median_short_side / 32)))
+
+
 def choose_preset(facts: CollectionFacts, cuda: bool) -> tuple[str, str]:
     """(preset name, why) for a collection."""
     if facts.median_short_side < PHOTO_SIDE:
@@ -72,6 +84,7 @@ def choose_preset(facts: CollectionFacts, cuda: bool) -> tuple[str, str]:
         return name, why
     why = (
         f"photographs (median {facts.median_short_side} x {facts.median_long_side} px): start from ImageNet "
-        "EfficientNet-Lite0 and adapt it to the collection, keeping whichever retrieves edited copies better"
+        f"EfficientNet-Lite0 at {embed_side(facts)} px and adapt it to the collection, keeping whichever "
+        "the label-free judge prefers"
     )
     return "pretrained-lite0", why

@@ -120,7 +120,8 @@ class TrainConfig:
     knn_every: int = 1  # epochs between kNN evaluations when labels exist (0: never)
     knn_k: int = 200
     knn_bank: int = 10_000  # train images in the kNN memory bank during training
-    health_sample: int = 1024  # held-out images for the health metrics
+    health_sample: int = 1024  # held-out images: the health metrics' pool and the end-of-run judge's sample
+    health_eval: int = 1024  # of those, how many the health check between epochs embeds
     # None: chosen per run by timing trial steps on the device (model.precision); the chosen value
     # is what config.json and checkpoints hold, so that a resumed run trains alike.
     amp: bool | None = None  # bf16 autocast

@@ -26,7 +26,7 @@ from model.encoder import SimCLRModel, set_train_mode
 from model.feed import EvalSet
 from model.health import effective_rank, health, uniformity
 from model.plots import plot_embedding_map, plot_training_curves
-from model.run_dir import CANDIDATES
+from model.run_dir import CANDIDATES, CHOICE
 
 LOG = logging.getLogger(__name__)
 
@@ -196,6 +196,8 @@ def evaluate_encoder(
         result["plots"].append(str(out / "training_curves.png"))
     if candidates and (found := evaluate_candidates(encoder_path, data, k, device)):
         result["candidates"] = found
+    if (choice := Path(encoder_path).parent / CHOICE).exists():  # the run's label-free decision
+        result["choice"] = json.loads(choice.read_text())
     result["seconds"] = round(time.perf_counter() - started, 2)
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -208,7 +210,7 @@ def evaluate_epoch(
     """Health on the held-out sample and, every knn_every epochs (and with force_knn), kNN top-1."""
     model.eval()
     mean, std = cfg.encoder.mean, cfg.encoder.std
-    sample = evalset.heldout[: cfg.train.health_sample]
+    sample = evalset.heldout[: min(cfg.train.health_sample, cfg.train.health_eval)]
     h = embed_tensor(model.backbone, sample, mean, std, device=device)
     # Fixed-seed views so that alignment is comparable from epoch to epoch.
     aug = SimCLRAugment(cfg.augment, mean, std)

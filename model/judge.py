@@ -131,7 +131,7 @@ def measure(
     *,
     shipped: bool,
     views: int = 300,
-    copies: int = 300,
+    copies: int = 200,
     k: int = 10,
     edits: Sequence[str] = tuple(EDITS),
 ) -> tuple[Candidate, np.ndarray]:
@@ -171,64 +171,72 @@ class Rule:
 
     copy_floor: float = 0.95  # edited copies a chosen encoder must find (or the shipped one's, if lower)
     copy_slack: float = 0.02  # ... within this of the shipped network where it is below the floor
-    min_agreement: float = 0.3  # a space sharing fewer neighbours with the shipped net has lost what it knew
-    min_gain: float = 0.02  # a trained network must beat the shipped one's score by this much
+    min_agreement: float = 0.25  # share of the shipped network's neighbours a trained space must keep
+    min_rank: float = 0.85  # its RankMe, as a share of the shipped network's (dimensional collapse below)
+    min_view_gain: float = 0.0  # its view agreement over the shipped network's: training must add invariance
 
 
 def score(c: Candidate) -> float:
-    """The deciding score: neighbourhoods that hold under edits (view agreement)."""
+    """What ranks the candidates that pass every check: neighbourhoods that hold under edits."""
     return c.views
+
+
+def _checks(c: Candidate, base: Candidate, floor: float, rule: Rule) -> str | None:
+    """Why a trained candidate is out, or None when it passes every check."""
+    if c.copies < floor:
+        return f"finds edited copies {c.copies:.3f} of the time, below the floor {floor:.3f}"
+    if c.agreement < rule.min_agreement:
+        return (
+            f"shares {c.agreement:.2f} of its neighbours with the shipped network (< {rule.min_agreement}): "
+            "it has lost what the pictures show"
+        )
+    if c.rankme < rule.min_rank * base.rankme:
+        return f"RankMe {c.rankme:.0f} against the shipped network's {base.rankme:.0f}: its space has narrowed"
+    if c.views < base.views + rule.min_view_gain:
+        return f"view agreement {c.views:.3f}, not above the shipped network's {base.views:.3f}: training added nothing"
+    return None
 
 
 def choose(candidates: list[Candidate], rule: Rule = Rule()) -> tuple[Candidate, dict[str, str]]:
     """(the chosen candidate, why each one was or was not chosen).
 
-    1. The floor: a candidate finds edited copies at least `copy_floor` of the time (or, where
-       the best shipped candidate does not reach it, within `copy_slack` of that one).
-    2. The anchor: a trained candidate shares at least `min_agreement` of its neighbours with
-       the shipped network (one that ignores what pictures show shares nearly none).
-    3. Among those left, the highest `score`; a trained candidate must beat the best shipped one
-       by `min_gain`, so training has to show that it helps.
+    The shipped network (the one candidate with `shipped` set) is the default. A trained
+    candidate replaces it only when it passes every check against it:
+    1. the floor: it finds edited copies at least `copy_floor` of the time (where the shipped
+       network is below that itself, within `copy_slack` of it);
+    2. the anchor: it shares at least `min_agreement` of each image's neighbours with the shipped
+       network (a space that finds copies but has forgotten what pictures show shares next to none);
+    3. no collapse: its RankMe is at least `min_rank` of the shipped network's;
+    4. a gain: its neighbourhoods hold under edits better than the shipped network's.
+    Of several that pass, the one whose neighbourhoods hold best under edits is chosen.
     """
-    if not candidates:
-        raise ValueError("no candidates to choose from")
     shipped = [c for c in candidates if c.shipped]
-    base = max(shipped, key=score) if shipped else None
-    floor = rule.copy_floor
-    if base is not None and base.copies < floor:
-        floor = base.copies - rule.copy_slack
+    if len(shipped) != 1:
+        raise ValueError(f"choose needs exactly one shipped candidate to judge against, got {len(shipped)}")
+    base = shipped[0]
+    floor = rule.copy_floor if base.copies >= rule.copy_floor else base.copies - rule.copy_slack
     why: dict[str, str] = {}
-    eligible: list[Candidate] = []
+    passed: list[Candidate] = []
     for c in candidates:
-        if c.copies < floor:
-            why[c.name] = f"finds edited copies {c.copies:.3f} of the time, below the floor {floor:.3f}"
-        elif not c.shipped and c.agreement < rule.min_agreement:
-            why[c.name] = (
-                f"shares {c.agreement:.2f} of its neighbours with the shipped network "
-                f"(< {rule.min_agreement}): it has lost what the pictures show"
-            )
+        if c is base:
+            continue
+        failed = _checks(c, base, floor, rule)
+        if failed:
+            why[c.name] = failed
         else:
-            eligible.append(c)
-    if not eligible:
-        pick = base or max(candidates, key=lambda c: c.copies)
-        why[pick.name] = "no candidate passed the checks; keeping " + (
-            "the shipped network" if base else "the best copy finder"
-        )
-        return pick, why
-
-    def adjusted(c: Candidate) -> float:
-        return score(c) - (0.0 if c.shipped else rule.min_gain)
-
-    pick = max(eligible, key=adjusted)
-    for c in eligible:
-        if c is pick:
-            why[c.name] = f"chosen: view agreement {score(c):.3f}, the highest" + (
-                "" if c.shipped else f" by at least {rule.min_gain} over the shipped network"
-            )
-        else:
-            why[c.name] = f"view agreement {score(c):.3f}" + (
-                "" if c.shipped else f" (needs {score(pick) + rule.min_gain:.3f} to win)"
-            )
+            passed.append(c)
+    if not passed:
+        why[base.name] = "chosen: the shipped network, as no trained network passed every check"
+        return base, why
+    pick = max(passed, key=score)
+    for c in passed:
+        why[c.name] = f"passed every check; view agreement {c.views:.3f}" + (" (chosen)" if c is pick else "")
+    why[pick.name] = (
+        f"chosen: keeps {pick.agreement:.2f} of the shipped network's neighbours, RankMe {pick.rankme:.0f} "
+        f"(shipped {base.rankme:.0f}), copies {pick.copies:.3f}, and its neighbourhoods hold under edits "
+        f"{pick.views:.3f} against {base.views:.3f}"
+    )
+    why[base.name] = f"the shipped network: view agreement {base.views:.3f}, RankMe {base.rankme:.0f}"
     return pick, why
 
 

@@ -85,9 +85,12 @@ def _pretrained_lite0(name: str) -> RunConfig:
     """Contrastive adaptation of a pretrained network (model.pretrained)."""
     # Contrastive adaptation of ImageNet EfficientNet-Lite0 (weights from an installed package,
     # model.pretrained) to the collection: a new head at full rate, f at a tenth of it with
-    # its batch norm on the pretrained statistics and the stem + first 3 blocks frozen.
-    # 96-px views on the CPU keep a step affordable (depthwise convolutions are slow in torch
-    # there); f embeds at 128 px.
+    # its batch norm on the pretrained statistics and the stem + first 3 blocks frozen, and f's
+    # batch similarities distilled toward the frozen network it started from (train.distill:
+    # on flowers5, kNN 62.8 % without it and 74.2 % with it, against 72.2 % as it ships;
+    # BENCHMARKS.md "Encoder choice"). 96-px views on the CPU keep a step affordable (depthwise
+    # convolutions are slow in torch there); f embeds at 128 px, or at the collection's own
+    # resolution up to 224 px when `auto` picks this preset (model.collection.embed_side).
     return RunConfig(
         preset=name,
         encoder=EncoderConfig(
@@ -110,6 +113,8 @@ def _pretrained_lite0(name: str) -> RunConfig:
             backbone_lr_scale=0.1,
             freeze_bn=True,
             frozen_blocks=3,
+            distill=1.0,
+            health_eval=256,  # the health check between epochs embeds at full size in torch: keep it short
             max_minutes=13.0,
         ),
     )

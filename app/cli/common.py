@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -78,16 +78,18 @@ def sample_path() -> str:
     return str(path)
 
 
-def auto_preset(source: str) -> str:
+def auto_preset(source: str) -> tuple[str, dict[str, Any]]:
+    """(preset name, the recipe fields chosen from the collection) for `source`."""
     import torch
 
-    from model.collection import choose_preset, inspect_collection
+    from model.collection import choose_preset, embed_side, inspect_collection
 
     facts = inspect_collection(source)
     name, why = choose_preset(facts, torch.cuda.is_available())
     if is_main_process():
         typer.echo(f"preset {name}: {why} (from {facts.sampled} images; --preset to choose another)")
-    return name
+    chosen = {"encoder.image_size": embed_side(facts)} if name.startswith("pretrained-") else {}
+    return name, chosen
 
 
 def fail(exc: BaseException) -> NoReturn:

@@ -65,6 +65,7 @@ def demo(
     from index.vectors import BackendChoice, BackendUnavailableError, backend_of
     from index.versions import IndexNotFoundError, read_manifest
     from model.checksum import file_sha256
+    from model.config import override
     from model.presets import preset as get_preset
     from model.runtime import load_runtime
     from model.train import NonFiniteLossError
@@ -72,7 +73,7 @@ def demo(
 
     source = data or os.environ.get(DATA_ENV) or sample_path()
     try:
-        name = auto_preset(source)
+        name, chosen = auto_preset(source)
     except ValueError as exc:
         fail(exc)
     run_dir, index_dir = workdir / "runs" / name, workdir / "index"
@@ -85,7 +86,7 @@ def demo(
         else:
             resume = (run_dir / "checkpoint.pt").exists()
             typer.echo(f"[1/3] {'resuming' if resume else 'training'} a {name} encoder on {source}")
-            run_train(get_preset(name), source, run_dir, resume=resume)
+            run_train(override(get_preset(name), **chosen), source, run_dir, resume=resume)
         checksum = file_sha256(encoder_path)
         choice = BackendChoice.from_env()  # LATENT_SEARCH_VECTOR_BACKEND / _MILVUS_URI
         try:

@@ -74,7 +74,7 @@ def train(
     device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N (default: cuda if present).")] = None,
     sets: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Any recipe field: --set train.distill=1.0 --set augment.crop_size=96 (repeatable)."),
+        typer.Option("--set", help="Any recipe field, e.g. --set train.distill=1.0 (repeatable)."),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -88,9 +88,11 @@ def train(
 
     try:
         source = data_path(data)
+        chosen: dict[str, Any] = {}
         if preset == "auto" and not resume:
-            preset = auto_preset(source)
+            preset, chosen = auto_preset(source)
         cfg = get_preset("cpu-small" if preset == "auto" else preset)  # a resumed run reads its own config
+        cfg = override(cfg, **chosen)
         if crop_scale_min is not None:
             cfg.augment.crop_scale = (crop_scale_min, cfg.augment.crop_scale[1])
         cfg = override(
@@ -187,6 +189,8 @@ def evaluate(
             indent=2,
         )
     )
+    if "choice" in result:
+        typer.echo(f"the run's choice: {result['choice'].get('message', result['choice'].get('chosen'))}")
     for name, other in result.get("candidates", {}).items():
         typer.echo(
             f"compared by the run and not kept: {name} ({other['image_size']} px): kNN top-1 "

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.collection import choose_preset, inspect_collection
+from model.collection import CollectionFacts, choose_preset, embed_side, inspect_collection
 
 
 def photo_folder(root: Path, n: int = 12) -> Path:
@@ -36,6 +36,13 @@ def test_photographs_start_from_a_pretrained_network(tmp_path: Path) -> None:
     assert facts.grayscale_share == pytest.approx(1 / 13)
     name, why = choose_preset(facts, cuda=False)
     assert name == "pretrained-lite0" and "300 x 400" in why
+    assert embed_side(facts) == 224 and "224 px" in why  # never upscaled past the network's own side
+
+
+@pytest.mark.parametrize(("short", "side"), [(100, 128), (128, 128), (150, 160), (180, 192), (220, 224), (3000, 224)])
+def test_photos_are_embedded_at_their_own_resolution(short: int, side: int) -> None:
+    facts = CollectionFacts(median_short_side=short, median_long_side=short * 4 // 3, grayscale_share=0.0, sampled=9)
+    assert embed_side(facts) == side
 
 
 def test_a_folder_without_images_is_a_clear_error(tmp_path: Path) -> None:

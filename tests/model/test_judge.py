@@ -108,21 +108,38 @@ def test_the_judge_rejects_an_encoder_that_finds_copies_but_ignores_content() ->
     assert "lost what the pictures show" in why["memoriser"]
 
 
-def candidate(name: str, copies: float, agreement: float, views: float, shipped: bool = False) -> judge.Candidate:
-    return judge.Candidate(name, copies, agreement, views, shipped=shipped)
+def candidate(
+    name: str, copies: float, agreement: float, views: float, rank: float = 500.0, shipped: bool = False
+) -> judge.Candidate:
+    return judge.Candidate(name, copies, agreement, views, rankme=rank, shipped=shipped)
 
 
-def test_choose_rules() -> None:
+def test_choose_keeps_the_shipped_network_unless_a_trained_one_passes_every_check() -> None:
     base = candidate("shipped", 0.97, 1.0, 0.60, shipped=True)
-    # A trained network has to win by the margin.
-    assert judge.choose([base, candidate("adapted", 0.99, 0.6, 0.61)])[0].name == "shipped"
-    assert judge.choose([base, candidate("adapted", 0.99, 0.6, 0.70)])[0].name == "adapted"
-    # Below the copy floor it is out, however good its neighbourhoods.
-    pick, why = judge.choose([base, candidate("adapted", 0.90, 0.6, 0.9)])
-    assert pick.name == "shipped" and "below the floor" in why["adapted"]
-    # Where the shipped network is below the floor itself, the floor is its score less the slack.
+    good = candidate("adapted", 0.99, 0.4, 0.65, rank=480)
+    assert judge.choose([base, good])[0].name == "adapted"
+    failing = {
+        "below the floor": candidate("adapted", 0.90, 0.4, 0.9),
+        "lost what the pictures show": candidate("adapted", 0.99, 0.1, 0.9),
+        "narrowed": candidate("adapted", 0.99, 0.4, 0.9, rank=300),
+        "added nothing": candidate("adapted", 0.99, 0.4, 0.58),
+    }
+    for says, bad in failing.items():
+        pick, why = judge.choose([base, bad])
+        assert pick.name == "shipped" and says in why["adapted"], why
+    # Of several that pass, the one whose neighbourhoods hold best under edits.
+    other = candidate("adapted-b", 0.99, 0.5, 0.70, rank=490)
+    assert judge.choose([base, good, other])[0].name == "adapted-b"
+
+
+def test_the_floor_follows_a_shipped_network_that_is_below_it() -> None:
     low = candidate("shipped", 0.80, 1.0, 0.5, shipped=True)
     assert judge.choose([low, candidate("adapted", 0.79, 0.6, 0.6)])[0].name == "adapted"
     assert judge.choose([low, candidate("adapted", 0.70, 0.6, 0.9)])[0].name == "shipped"
-    with pytest.raises(ValueError):
+
+
+def test_choose_needs_one_shipped_reference() -> None:
+    with pytest.raises(ValueError, match="exactly one shipped"):
         judge.choose([])
+    with pytest.raises(ValueError, match="exactly one shipped"):
+        judge.choose([candidate("a", 1, 1, 1), candidate("b", 1, 1, 1)])
