@@ -109,17 +109,22 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         if size not in pixels:
             pixels[size] = np.stack([decode_square(b, size) for b in blobs])
         t0 = time.perf_counter()
-        feats = np.concatenate([enc.embed_pixels(pixels[size][s : s + 256]) for s in range(0, len(blobs), 256)])
+        feats = np.concatenate([enc.embed_pixels(pixels[size][s : s + 32]) for s in range(0, len(blobs), 32)])
         feats_of[name] = feats[train]
         tr, te = torch.from_numpy(feats[train]), torch.from_numpy(feats[is_test])
         ytr, yte = torch.from_numpy(labels[train]), torch.from_numpy(labels[is_test])
-        views = enc.embed_pixels(np.stack([to_square(img, size) for img in edited]))
+        views = np.concatenate(
+            [
+                enc.embed_pixels(np.stack([to_square(img, size) for img in edited[s : s + 32]]))
+                for s in range(0, len(edited), 32)
+            ]
+        )
 
         def embed(px: torch.Tensor, enc: EncoderRuntime = enc) -> np.ndarray:
             return enc.embed_pixels(px.permute(0, 2, 3, 1).numpy())
 
         sample = [pil_train[i] for i in which[: args.copies]]
-        copies = copy_retrieval(embed, sample, size, queries=args.copies // 2)
+        copies = copy_retrieval(judge.in_batches(embed), sample, size, queries=args.copies // 2)
         results[name] = {
             "spec": spec,
             "image_size": size,
@@ -200,8 +205,7 @@ def report(paths: list[str], command: str) -> None:
     header = ["collection", "candidate", "px", "kNN %", "1-NN %", "copies", "agreement", "views", "RankMe", "alpha", ""]
     body = (
         f"## Encoder choice: the label-free judge against labels ({today()})\n\n"
-        f"Machine: {machine()}. Command: `{command}` (one per collection, then `--report`).\n\n"
-        + table(header, rows)
+        f"Machine: {machine()}. Command: `{command}` (one per collection, then `--report`).\n\n" + table(header, rows)
     )
     write_section("encoder-choice", body)
 

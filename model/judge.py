@@ -28,6 +28,7 @@ from model.copies import EmbedFn, copy_retrieval, to_pixels
 __all__ = ["EmbedFn", "to_pixels"]
 from model.edits import EDITS, apply
 
+BATCH = 32  # images embedded at a time
 # The edits whose copies view agreement searches with (a share of the sample each, in turn).
 VIEW_EDITS = ("crop 80 %", "crop 60 %", "brightness+saturation", "JPEG q20", "horizontal flip", "grayscale")
 
@@ -142,7 +143,8 @@ def measure(
     """
     if len(images) < 2 * k + 2:
         raise ValueError(f"judging neighbourhoods needs at least {2 * k + 2} images, got {len(images)}")
-    feats = np.concatenate([embed(to_pixels(images[s : s + 256], size)) for s in range(0, len(images), 256)])
+    embed = in_batches(embed)
+    feats = np.concatenate([embed(to_pixels(images[s : s + BATCH], size)) for s in range(0, len(images), BATCH)])
     which = np.linspace(0, len(images) - 1, min(views, len(images))).round().astype(int)
     which = np.unique(which)
     edited = [apply(VIEW_EDITS[j % len(VIEW_EDITS)], images[i], 7919 * j + 1) for j, i in enumerate(which)]
@@ -158,6 +160,18 @@ def measure(
         shipped=shipped,
     )
     return candidate, feats
+
+
+def in_batches(embed: EmbedFn, batch: int | None = None) -> EmbedFn:
+    """`embed` called on at most `batch` images at a time: a runtime's working memory grows with
+    the largest batch it has seen (ONNX Runtime keeps its arena), so a few hundred 224-px images
+    at once cost gigabytes."""
+    size = batch or BATCH
+
+    def embed_in_batches(pixels: torch.Tensor) -> np.ndarray:
+        return np.concatenate([embed(pixels[i : i + size]) for i in range(0, max(1, len(pixels)), size)])
+
+    return embed_in_batches
 
 
 def pixels_to_images(pixels: torch.Tensor) -> list[Image.Image]:
@@ -177,8 +191,9 @@ class Rule:
 
 
 def score(c: Candidate) -> float:
-    """What ranks the candidates that pass every check: neighbourhoods that hold under edits."""
-    return c.views
+    """What ranks the trained candidates that pass every check: the spread of their spectrum
+    (RankMe, Garrido et al. 2023's label-free proxy of downstream quality)."""
+    return c.rankme
 
 
 def _checks(c: Candidate, base: Candidate, floor: float, rule: Rule) -> str | None:
@@ -208,7 +223,7 @@ def choose(candidates: list[Candidate], rule: Rule = Rule()) -> tuple[Candidate,
        network (a space that finds copies but has forgotten what pictures show shares next to none);
     3. no collapse: its RankMe is at least `min_rank` of the shipped network's;
     4. a gain: its neighbourhoods hold under edits better than the shipped network's.
-    Of several that pass, the one whose neighbourhoods hold best under edits is chosen.
+    Of several that pass, the one with the highest RankMe is chosen.
     """
     shipped = [c for c in candidates if c.shipped]
     if len(shipped) != 1:
@@ -230,7 +245,7 @@ def choose(candidates: list[Candidate], rule: Rule = Rule()) -> tuple[Candidate,
         return base, why
     pick = max(passed, key=score)
     for c in passed:
-        why[c.name] = f"passed every check; view agreement {c.views:.3f}" + (" (chosen)" if c is pick else "")
+        why[c.name] = f"passed every check; RankMe {c.rankme:.0f}"
     why[pick.name] = (
         f"chosen: keeps {pick.agreement:.2f} of the shipped network's neighbours, RankMe {pick.rankme:.0f} "
         f"(shipped {base.rankme:.0f}), copies {pick.copies:.3f}, and its neighbourhoods hold under edits "

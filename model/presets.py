@@ -104,7 +104,7 @@ def _pretrained_lite0(name: str) -> RunConfig:
         ),
         augment=AugmentConfig(crop_size=96, crop_scale=(0.2, 1.0), jitter_strength=0.5, blur_p=0.0),
         train=TrainConfig(
-            minutes=12.0,
+            minutes=5.0,  # measured: +2.0 kNN points on flowers5, +2.6 on brain_mri4 in 4 minutes
             batch_size=64,
             lr=0.05,
             temperature=0.2,
@@ -115,6 +115,6 @@ def _pretrained_lite0(name: str) -> RunConfig:
             frozen_blocks=3,
             distill=1.0,
             health_eval=256,  # the health check between epochs embeds at full size in torch: keep it short
-            max_minutes=13.0,
+            max_minutes=6.0,
         ),
     )

@@ -127,9 +127,10 @@ def test_choose_keeps_the_shipped_network_unless_a_trained_one_passes_every_chec
     for says, bad in failing.items():
         pick, why = judge.choose([base, bad])
         assert pick.name == "shipped" and says in why["adapted"], why
-    # Of several that pass, the one whose neighbourhoods hold best under edits.
-    other = candidate("adapted-b", 0.99, 0.5, 0.70, rank=490)
-    assert judge.choose([base, good, other])[0].name == "adapted-b"
+    # Of several that pass, the one with the richest spectrum.
+    other = candidate("adapted-b", 0.99, 0.5, 0.70, rank=470)
+    assert judge.choose([base, good, other])[0].name == "adapted"
+    assert judge.choose([base, candidate("adapted-c", 0.99, 0.3, 0.62, rank=495), good])[0].name == "adapted-c"
 
 
 def test_the_floor_follows_a_shipped_network_that_is_below_it() -> None:
