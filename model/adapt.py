@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,7 @@ def choose(
         )
         LOG.warning(too_small)
         return Choice(shipped, [trained], {"chosen": shipped.name, "message": too_small, "too_small": True})
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="latent-search-judge-") as tmp:
         base, ref = judge.measure(
             shipped.name, _embedder(shipped, Path(tmp), device), images, shipped.cfg.image_size, None, shipped=True
@@ -109,6 +111,7 @@ def choose(
     pick, why = judge.choose([base, other])
     record = judge.as_record([base, other], pick, why)
     record["sample"] = len(images)
+    record["seconds"] = round(time.perf_counter() - started, 1)
     kept, lost = (shipped, trained) if pick is base else (trained, shipped)
     record["message"] = (
         f"kept {kept.name}: {why[kept.name]}; {lost.name}: {why[lost.name]} "

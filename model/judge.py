@@ -132,7 +132,7 @@ def measure(
     *,
     shipped: bool,
     views: int = 300,
-    copies: int = 200,
+    copies: int = 120,
     k: int = 10,
     edits: Sequence[str] = tuple(EDITS),
 ) -> tuple[Candidate, np.ndarray]:
