@@ -10,8 +10,11 @@ every label-free score model.judge offers, computed on the train split alone; th
         --candidate adapted=runs/flowers/candidates/adapted.pt --out runs/judge/flowers5.json
 
 A candidate is `name=PATH` (an encoder.pt) or `name=lite0@SIZE` (EfficientNet-Lite0 as it
-ships, embedding at SIZE px). The first shipped candidate at 224 px (or the first shipped one)
-is the reference for neighbour agreement.
+ships, embedding at SIZE px). The shipped candidate at the side the collection is embedded at
+(`chosen_side`: the collection's own resolution for photos, the rival's side for small images)
+is the reference for neighbour agreement and the network the judge weighs trained ones against;
+shipped candidates at other sides are measured, to check that side rule, but not judged.
+`--report A.json B.json ...` writes the table of several collections into BENCHMARKS.md.
 """
 
 from __future__ import annotations
