@@ -155,6 +155,7 @@ def test_a_finished_adaptation_records_which_network_it_kept(image_folder: Path,
     result = evaluate_encoder(tmp_path / "run" / "encoder.pt", image_folder, k=5, probe_epochs=5, map_method="pca")
     assert set(result["candidates"]) == {other}
     assert 0.0 <= result["candidates"][other]["knn_top1"] <= 1.0 and result["candidates"][other]["image_size"] == 32
+    assert result["choice"] == record  # `eval` shows the run's decision beside the candidates' kNN
 
 
 def test_a_distilled_adaptation_compares_every_batch_with_the_frozen_start(
