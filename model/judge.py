@@ -15,18 +15,16 @@ measurements behind it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
 from model.copies import EmbedFn, copy_retrieval, to_pixels
-
-__all__ = ["EmbedFn", "to_pixels"]
 from model.edits import EDITS, apply
+from model.health import effective_rank
 
 BATCH = 32  # images embedded at a time
 # The edits whose copies view agreement searches with (a share of the sample each, in turn).
@@ -90,10 +88,8 @@ def spectrum(feats: np.ndarray) -> np.ndarray:
 
 
 def rankme(feats: np.ndarray) -> float:
-    """exp(entropy) of the normalised singular values (Garrido et al. 2023), in [1, min(N, d)]."""
-    s = spectrum(feats)
-    p = s / max(float(s.sum()), 1e-12) + 1e-12
-    return float(math.exp(-(p * np.log(p)).sum()))
+    """RankMe (Garrido et al. 2023): the effective rank of the features (model.health), in [1, min(N, d)]."""
+    return effective_rank(torch.from_numpy(feats))
 
 
 def alpha_req(feats: np.ndarray, top: int = 100) -> float:
@@ -120,7 +116,6 @@ class Candidate:
     rankme: float = 0.0
     alpha: float = 0.0
     shipped: bool = False  # the reference network as it ships (at some input size)
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 def measure(
@@ -162,14 +157,13 @@ def measure(
     return candidate, feats
 
 
-def in_batches(embed: EmbedFn, batch: int | None = None) -> EmbedFn:
+def in_batches(embed: EmbedFn, batch: int = BATCH) -> EmbedFn:
     """`embed` called on at most `batch` images at a time: a runtime's working memory grows with
     the largest batch it has seen (ONNX Runtime keeps its arena), so a few hundred 224-px images
     at once cost gigabytes."""
-    size = batch or BATCH
 
     def embed_in_batches(pixels: torch.Tensor) -> np.ndarray:
-        return np.concatenate([embed(pixels[i : i + size]) for i in range(0, max(1, len(pixels)), size)])
+        return np.concatenate([embed(pixels[i : i + batch]) for i in range(0, max(1, len(pixels)), batch)])
 
     return embed_in_batches
 
@@ -267,7 +261,6 @@ def as_record(candidates: list[Candidate], pick: Candidate, why: Mapping[str, st
                 "alpha": round(c.alpha, 3),
                 "shipped": c.shipped,
                 "why": why.get(c.name, ""),
-                **{k: round(v, 4) for k, v in c.extra.items()},
             }
             for c in candidates
         },

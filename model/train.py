@@ -35,7 +35,7 @@ from model.distributed import (
     teardown,
 )
 from model.distributed import setup as setup_distributed
-from model.encoder import SimCLRModel, build_backbone, freeze, set_train_mode
+from model.encoder import SimCLRModel, freeze, set_train_mode
 from model.evaluate import evaluate_epoch
 from model.feed import CachedFeed, EvalSet, StreamFeed, prepare_data
 from model.hardware import describe
@@ -44,7 +44,7 @@ from model.loss import NTXentLoss, SimilarityDistillation, SupConLoss
 from model.optim import build_optimizer, lr_at
 from model.pace import Pace, pace_check
 from model.precision import choose_speed, training_step_timer
-from model.pretrained import load_weights
+from model.pretrained import as_is, load_weights
 from model.release import release
 from model.run_dir import CHECKPOINT, CONFIG, ENCODER, METRICS, MetricsLog, open_run, write_config
 from model.train_state import TrainState
@@ -364,9 +364,8 @@ def _teacher(cfg: RunConfig, dev: torch.device) -> torch.nn.Module | None:
     """The frozen starting network that a distilled adaptation keeps its neighbourhoods close to."""
     if not (cfg.train.distill > 0 and cfg.encoder.init):
         return None
-    teacher, _ = build_backbone(cfg.encoder)
-    load_weights(teacher, cfg.encoder.init)
-    teacher = teacher.to(dev).eval().requires_grad_(False)
+    teacher, _, _ = as_is(cfg.encoder.init)
+    teacher = teacher.to(dev).requires_grad_(False)
     if cfg.train.channels_last:
         teacher = teacher.to(memory_format=torch.channels_last)
     return teacher

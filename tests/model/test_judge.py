@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from model import judge
+from model.copies import EmbedFn, to_pixels
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -78,11 +79,11 @@ def content_embed(pixels: torch.Tensor) -> np.ndarray:
     return unit(x.numpy())
 
 
-def memoriser(originals: list[Image.Image], size: int) -> judge.EmbedFn:
+def memoriser(originals: list[Image.Image], size: int) -> EmbedFn:
     """Finds edited copies at least as well as `content_embed` (it snaps a picture to the nearest
     original in that space) but answers with a random code per original: it knows which picture
     it is shown, and nothing of what it shows."""
-    gallery = content_embed(judge.to_pixels(originals, size))
+    gallery = content_embed(to_pixels(originals, size))
     codes = unit(np.random.default_rng(4).normal(size=(len(originals), 32)))
 
     def embed(pixels: torch.Tensor) -> np.ndarray:
