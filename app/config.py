@@ -1,7 +1,7 @@
-"""Service settings: environment variables prefixed LATENT_SEARCH_ (or a .env file).
+"""Every setting of the service and the CLI: environment variables prefixed LATENT_SEARCH_ (or .env).
 
 Flat names (LATENT_SEARCH_MAX_K, ...), grouped below by concern. Defaults that the offline
-jobs share are imported from where they are defined (pixel limits: model.images; recall
+jobs share are imported from where they are defined (pixel limits: model.embedding.images; recall
 target and memory budget: index.plan), not written again. Renamed settings still accept
 their earlier names (LATENT_SEARCH_TORCH_THREADS, ..._MAX_BATCH_IMAGES, ..._BATCH_MAX_SIZE).
 """
@@ -16,8 +16,9 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.plan import DEFAULT_MEMORY_BUDGET, DEFAULT_RECALL_TARGET
-from model.images import UPLOAD_MAX_PIXELS
-from model.runtime import Runtime
+from index.vector_store import BackendChoice, StoreSettings
+from model.embedding.images import UPLOAD_MAX_PIXELS
+from model.embedding.runtime import Runtime
 
 PREFIX = "LATENT_SEARCH_"
 
@@ -46,6 +47,9 @@ class Settings(BaseSettings):
     milvus_uri: str | None = Field(
         None, description="Milvus Lite file or server URI (default: the one the index was built with)"
     )
+    milvus_consistency: Literal["Strong", "Session", "Bounded", "Eventually"] = Field(
+        "Session", description="Milvus read consistency (Strong sees every write at once, but waits for it)"
+    )
     read_replica: bool = Field(
         False, description="serve searches over another process's index, following its writes (no writes here)"
     )
@@ -66,7 +70,8 @@ class Settings(BaseSettings):
     query_views: bool = Field(
         True,
         description="search an upload as itself and as crops without a band at the top or bottom and "
-        "without the corners, each hit at its best view's cosine (model.query_views); false: the whole image only",
+        "without the corners, each hit at its best view's cosine (model.embedding.query_views); "
+        "false: the whole image only",
     )
 
     # Compute: micro-batching of queries, threads
@@ -87,18 +92,56 @@ class Settings(BaseSettings):
     )
     # One: the search stage runs beside the encoder and decoding, and OpenMP threads fighting
     # them for the cores cost more than they give (bench.serve, 2 cores: 185 -> 252 q/s at 16).
-    search_threads: int = Field(1, ge=1, description="FAISS (OpenMP) threads for searches")
+    search_threads: int = Field(1, ge=1, description="FAISS (OpenMP) threads for searches (FAISS backend only)")
 
     # Rebuilds in the background
     rebuild_duty_cycle: float = Field(0.5, gt=0, le=1, description="share of time a rebuild may compute")
     rebuild_memory_budget: int = Field(DEFAULT_MEMORY_BUDGET, ge=1, description="bytes a rebuilt index may take")
     rebuild_recall_target: float = Field(DEFAULT_RECALL_TARGET, gt=0, le=1, description="recall@10 tuned for")
 
+    # The command line's jobs
+    data: str | None = Field(None, description="collection the CLI uses when --data is not given")
+    cache: Path | None = Field(None, description="where the sample collection is kept (default XDG_CACHE_HOME)")
+    xdg_cache_home: Path | None = Field(
+        None, validation_alias="XDG_CACHE_HOME", description="the user's cache folder (default ~/.cache)"
+    )
+    sample_url: str | None = Field(None, description="a mirror of the sample collection's archive")
+
     @property
     def store_path(self) -> Path:
         return self.image_store or self.index_path / "images"
+
+    @property
+    def sample_cache(self) -> Path:
+        if self.cache is not None:
+            return self.cache.expanduser()
+        return (self.xdg_cache_home or Path.home() / ".cache").expanduser() / "latent-search"
+
+    @property
+    def store_settings(self) -> StoreSettings:
+        """How the served vector store is opened and searched (each knob goes to its backend)."""
+        return StoreSettings(self.milvus_uri, self.milvus_consistency, self.search_threads)
+
+    def backend_choice(self, name: str | None = None, uri: str | None = None) -> BackendChoice:
+        """Where a new index's vectors go: flags first, then these settings, then FAISS."""
+        return BackendChoice.of(name or self.vector_backend, uri or self.milvus_uri, self.milvus_consistency)
 
 
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_table() -> str:
+    """Every setting as a Markdown table (variable, default, meaning), made from `Settings` itself:
+    README's configuration table is this output (tests/app/test_config.py keeps them equal)."""
+    rows = ["| variable | default | what it sets |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        variable = alias if isinstance(alias, str) else PREFIX + name.upper()
+        value = field.default
+        shown = str(value).lower() if isinstance(value, bool) else value
+        shown = value.as_posix() if isinstance(value, Path) else shown
+        default = "-" if value is None else f"`{shown}`"
+        rows.append(f"| `{variable}` | {default} | {field.description or ''} |")
+    return "\n".join(rows)

@@ -11,7 +11,7 @@ dependency per request that cost more than the work (profiled with py-spy under 
 - `FilterDep`: the optional `label` / `uri_prefix` filters of searches and browsing.
 - `LabelText`, `UriText`: metadata as the service accepts it (bounded, no control characters).
 - `AdminDep`: the bearer key for write and admin endpoints, when one is configured.
-Bad image bytes raise model.images errors, which app.main maps to 400 / 413 / 415.
+Bad image bytes raise model.embedding.images errors, which app.main maps to 400 / 413 / 415.
 """
 
 from __future__ import annotations

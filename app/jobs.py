@@ -28,8 +28,8 @@ from index.journal import AddEntry
 from index.pipeline import BuildOptions, stage_version
 from index.vectors import same_backend
 from index.versions import CATALOG_FILE, now_iso, staging_dir, version_name
-from model.images import decode_square
-from model.runtime import EncoderRuntime, load_runtime, manifest_entry
+from model.embedding.images import decode_square
+from model.embedding.runtime import EncoderRuntime, load_runtime, manifest_entry
 
 if TYPE_CHECKING:
     from app.service import SearchService
@@ -145,7 +145,7 @@ class Rebuilder:
             job.factory,
             settings.rebuild_memory_budget,
             settings.rebuild_recall_target,
-            backend=same_backend(old.vector_store, settings.milvus_uri),
+            backend=same_backend(old.vector_store, settings.milvus_uri, settings.milvus_consistency),
         )
         built, _ = stage_version(
             staged, vectors, ids, manifest_entry(encoder), options, data=old.data, rebuilt_by_job=job.id

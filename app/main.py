@@ -27,7 +27,7 @@ from app.replica import follow
 from app.routes import collection, images, search, status, web, writes
 from app.service import SearchService, ServiceNotReadyError
 from index.store import ReadReplicaError
-from model.images import ImageTooLargeError, UnreadableImageError, UnsupportedImageTypeError
+from model.embedding.images import ImageTooLargeError, UnreadableImageError, UnsupportedImageTypeError
 
 LOG = logging.getLogger(__name__)
 ROUTERS = (search.router, collection.router, images.router, writes.router, status.router, web.router)

@@ -24,7 +24,9 @@ async def follow(service: SearchService) -> None:
         try:
             if await run_blocking(catch_up, live.index):
                 continue
-            fresh = await run_blocking(open_replica, settings.index_path, live.encoder.checksum, settings.milvus_uri)
+            fresh = await run_blocking(
+                open_replica, settings.index_path, live.encoder.checksum, settings.store_settings
+            )
         except Exception as exc:  # the writer mid-publish, or a new encoder: keep serving what is open
             LOG.warning("read replica could not follow %s: %s", settings.index_path, exc)
             continue

@@ -329,6 +329,6 @@ class MapResponse(BaseModel):
     total_points: int = Field(description="Points on the whole map (a sample for a large collection).")
     method: str = Field(description="How the 2-D coordinates were made.")
     collection_size: int = Field(description="Images in the index when the map was made.")
-    spread: dict[str, float] = Field(description="How spread out the mapped vectors are (model.spread).")
+    spread: dict[str, float] = Field(description="How spread out the mapped vectors are (model.common.spread).")
     warning: str | None = Field(description="Set when the space looks collapsed.")
     index_version: str

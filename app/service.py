@@ -26,15 +26,15 @@ from app.metrics import BATCH_SIZE, INDEX_SIZE, STAGE_SECONDS
 from app.offload import run_blocking
 from app.schemas import Timings
 from index.catalog import CatalogFilter, CatalogRow, NewImage
-from index.faiss_index import set_threads
 from index.images import ImageStore
 from index.replica import open_replica
 from index.store import ImageIndex, IndexRetiredError, ReadReplicaError, load
-from index.vectors import BackendUnavailableError, backend_of
-from model.hardware import usable_cores
-from model.images import SUPPORTED_FORMATS, DecodedImage, UnreadableImageError, decode_checked, open_checked
-from model.query_views import QUERY_VIEWS, WHOLE, Box, Hits, decode_views, regroup, search_views
-from model.runtime import EncoderRuntime, load_runtime
+from index.vector_store import BackendUnavailableError
+from index.vectors import backend_of
+from model.common.hardware import usable_cores
+from model.embedding.images import SUPPORTED_FORMATS, DecodedImage, UnreadableImageError, decode_checked, open_checked
+from model.embedding.query_views import QUERY_VIEWS, WHOLE, Box, Hits, decode_views, regroup, search_views
+from model.embedding.runtime import EncoderRuntime, load_runtime
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,7 +59,7 @@ class Live:
 
 @dataclass(frozen=True)
 class Lookup:
-    """One query for the search stage: its views' vectors (model.query_views)."""
+    """One query for the search stage: its views' vectors (model.embedding.query_views)."""
 
     vectors: np.ndarray  # (V, d) unit vectors, V >= 1
     index: ImageIndex
@@ -114,9 +114,11 @@ class SearchService:
         encoder = load_runtime(s.encoder_path, s.runtime, s.device, threads=s.encoder_threads or usable_cores())
         # Writable: half-written versions are cleaned up and journalled writes replayed.
         if s.read_replica:  # follows the writer's journal (app.replica); writes are refused
-            index = open_replica(s.index_path, encoder_checksum=encoder.checksum, milvus_uri=s.milvus_uri)
+            index = open_replica(s.index_path, encoder_checksum=encoder.checksum, store_settings=s.store_settings)
         else:  # the writer: half-written versions are cleaned up and journalled writes replayed
-            index = load(s.index_path, encoder_checksum=encoder.checksum, writable=True, milvus_uri=s.milvus_uri)
+            index = load(
+                s.index_path, encoder_checksum=encoder.checksum, writable=True, store_settings=s.store_settings
+            )
         stored_in = backend_of(index.manifest.vector_store)
         if s.vector_backend is not None and s.vector_backend != stored_in:
             index.close()
@@ -149,7 +151,7 @@ class SearchService:
 
     @property
     def query_boxes(self) -> tuple[Box, ...]:
-        """The views an uploaded query is searched as (model.query_views)."""
+        """The views an uploaded query is searched as (model.embedding.query_views)."""
         return QUERY_VIEWS if self.settings.query_views else (WHOLE,)
 
     def _embed_batch(self, items: list[np.ndarray]) -> list[np.ndarray]:
@@ -159,9 +161,7 @@ class SearchService:
     def _search(
         self, index: ImageIndex, vectors: np.ndarray, k: int, where: CatalogFilter | None = None
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Every search of the service: FAISS's OpenMP thread count holds per calling thread, so
-        it is set in the thread that searches (search_threads; see app.config)."""
-        set_threads(self.settings.search_threads)
+        """Every search of the service (the store applies its own tuning: StoreSettings)."""
         return index.search(vectors, k, where)
 
     def _search_views(

@@ -27,7 +27,8 @@ from bench.index import DIM, mixture
 from bench.report import machine, table, today, write_section
 from index.plan import DEFAULT_MEMORY_BUDGET, plan_index
 from index.tuning import recall_at_k, tune_index
-from index.vectors import BackendChoice, VectorStore, build_store
+from index.vector_store import BackendChoice, VectorStore
+from index.vectors import build_store
 from index.versions import staging_dir
 
 LOG = logging.getLogger("bench.backends")

@@ -102,7 +102,7 @@ def main() -> None:
     if args.encoder is not None:
         from index.calibrate import calibrate
         from index.images import ImageStore
-        from model.runtime import load_runtime
+        from model.embedding.runtime import load_runtime
 
         t0 = time.perf_counter()
         found = calibrate(load_runtime(args.encoder, "auto", "cpu"), index, ImageStore(args.index / "images"))

@@ -3,9 +3,9 @@
     uv run python -m bench.copies --data COLLECTION --encoder runs/NAME/encoder.pt --name NAME
 
 Indexes the collection with the encoder (`index.build.build_index`, the CLI's build), takes a
-fixed random sample of its images, applies each edit of `model.edits` to each sampled image,
-and queries the index the way the service does (PNG bytes -> `model.runtime.embed_queries`: the
-service's decode, each query's views (model.query_views) -> `search_views` over
+fixed random sample of its images, applies each edit of `model.embedding.edits` to each sampled image,
+and queries the index the way the service does (PNG bytes -> `model.embedding.runtime.embed_queries`: the
+service's decode, each query's views (model.embedding.query_views) -> `search_views` over
 `ImageIndex.search`), and once more as the whole image alone (the service with
 LATENT_SEARCH_QUERY_VIEWS=false). Reports top-1 per edit and overall (the mean over edits) for
 both, and the time a query takes each way, and writes the table into BENCHMARKS.md.
@@ -28,10 +28,10 @@ from PIL import Image
 from bench.report import machine, table, today, write_section
 from index.build import build_index
 from index.store import ImageIndex, load
-from model.data import iter_records
-from model.edits import EDITS, apply
-from model.query_views import QUERY_VIEWS, WHOLE, search_views
-from model.runtime import embed_queries, load_runtime
+from model.collections.data import iter_records
+from model.embedding.edits import EDITS, apply
+from model.embedding.query_views import QUERY_VIEWS, WHOLE, search_views
+from model.embedding.runtime import embed_queries, load_runtime
 
 
 def png(img: Image.Image) -> bytes:
@@ -103,7 +103,7 @@ def main() -> None:
         f"embedding at {encoder.image_size} px, {encoder.runtime} runtime); "
         f"{len(sample)} sampled images x {len(EDITS)} edits, each queried through the service's decode + embed + "
         "search twice: as the whole image (LATENT_SEARCH_QUERY_VIEWS=false) and as its query views (the default: "
-        f"{len(QUERY_VIEWS)} views, model.query_views). Top-1: the original is the first hit.\n\n"
+        f"{len(QUERY_VIEWS)} views, model.embedding.query_views). Top-1: the original is the first hit.\n\n"
         + table(
             ["edit", *(f"top-1, {way}" for way in ways)],
             [[name, *(f"{scores[way][name]:.3f}" for way in ways)] for name in EDITS]

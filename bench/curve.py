@@ -52,7 +52,7 @@ def main() -> None:
         if r["kind"] == "epoch" and r.get("knn_top1") is not None
     ]
     if not points:
-        raise SystemExit(f"no kNN evaluations in {args.run / 'metrics.jsonl'} (train with --knn-every N)")
+        raise SystemExit(f"no kNN evaluations in {args.run / 'metrics.jsonl'} (train with --set train.knn_every=N)")
     thresholds = [float(x) for x in args.thresholds.split(",")]
     docs = BENCHMARKS.parent / "docs"
     docs.mkdir(exist_ok=True)

@@ -36,13 +36,13 @@ step() {  # step NAME SECONDS CMD...: run with a limit, log the exit status and 
 }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || true
-  "${py[@]}" -c "import torch, json; from model.hardware import describe; print(json.dumps(describe('cuda' if torch.cuda.is_available() else 'cpu')))"
+  "${py[@]}" -c "import torch, json; from model.common.hardware import describe; print(json.dumps(describe('cuda' if torch.cuda.is_available() else 'cpu')))"
 } >"$RESULTS/machine.txt" 2>&1
 
 # 1. Smoke: the recipe's CUDA path (precision chosen per device, GPU-resident cache, augmentation
 #    on the device), a few dozen steps; its throughput sizes the real run.
 step smoke 150 "${py[@]}" -m app.cli train --data "$DATA" --out "$WORK/smoke" --preset "$PRESET" \
-    --stop-after-steps "$SMOKE_STEPS" --knn-every 0 --log-every $(( SMOKE_STEPS / 6 > 0 ? SMOKE_STEPS / 6 : 1 ))
+    --stop-after-steps "$SMOKE_STEPS" --set train.knn_every=0 --set train.log_every=$(( SMOKE_STEPS / 6 > 0 ? SMOKE_STEPS / 6 : 1 ))
 ips=$("${py[@]}" - "$WORK/smoke/metrics.jsonl" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -59,7 +59,7 @@ echo "smoke: ${ips} images/s -> ${epochs} epochs (warm-up ${warmup}) for a ${BUD
 # 2. The recipe, its cosine schedule laid over the epochs the budget buys; kNN every few epochs.
 knn_every=$(( epochs / 8 > 0 ? epochs / 8 : 1 ))
 step train $((BUDGET_S + 150)) "${py[@]}" -m app.cli train --data "$DATA" --out "$WORK/main" --preset "$PRESET" \
-    --epochs "$epochs" --warmup-epochs "$warmup" --knn-every "$knn_every" --max-minutes $((BUDGET_S / 60 + 2))
+    --epochs "$epochs" --set train.warmup_epochs="$warmup" --set train.knn_every="$knn_every" --set train.max_minutes=$((BUDGET_S / 60 + 2))
 cp "$WORK/main/metrics.jsonl" "$RESULTS/metrics.jsonl" 2>/dev/null
 cp "$WORK/main/config.json" "$RESULTS/config.json" 2>/dev/null
 
@@ -74,5 +74,5 @@ cp "$WORK/eval/eval.json" "$RESULTS/eval.json" 2>/dev/null
 
 # 5. Two processes under torchrun on the one GPU (NCCL may refuse two ranks on one device).
 step torchrun 45 "${py[@]}" -m torch.distributed.run --nproc-per-node 2 -m app.cli train --data "$DATA" \
-    --out "$WORK/ddp" --preset "$PRESET" --stop-after-steps 10 --knn-every 0 --log-every 5
+    --out "$WORK/ddp" --preset "$PRESET" --stop-after-steps 10 --set train.knn_every=0 --set train.log_every=5
 echo "== $(date -u +%T) done" | tee -a "$STEPS"

@@ -1,9 +1,9 @@
-"""Validate the label-free encoder choice (model.judge) against labels.
+"""Validate the label-free encoder choice (model.evaluation.judge) against labels.
 
 For each labelled collection and each candidate encoder: kNN top-1 (k=200 weighted vote, train
 split as the bank, test split as queries, as `latent-search eval`) and 1-NN from the labels, and
-every label-free score model.judge offers, computed on the train split alone; then the pick
-`model.judge.choose` makes from the label-free scores, against the best kNN.
+every label-free score model.evaluation.judge offers, computed on the train split alone; then the pick
+`model.evaluation.judge.choose` makes from the label-free scores, against the best kNN.
 
     uv run python -m bench.judge --data ../shared/data/flowers5.tar.gz \
         --candidate shipped-128=lite0@128 --candidate shipped-224=lite0@224 \
@@ -31,13 +31,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from model import judge
-from model.copies import copy_retrieval
-from model.data import iter_records
-from model.edits import apply
-from model.evaluate import knn_accuracy
-from model.images import decode_square, open_image, to_square
-from model.runtime import EncoderRuntime, load_runtime
+from model.collections.data import iter_records
+from model.embedding.edits import apply
+from model.embedding.images import decode_square, open_image, to_square
+from model.embedding.runtime import EncoderRuntime, load_runtime
+from model.evaluation import judge
+from model.evaluation.copies import copy_retrieval
+from model.evaluation.evaluate import knn_accuracy
 
 LOG = logging.getLogger("bench.judge")
 VIEW_EDITS = ("crop 80 %", "crop 60 %", "brightness+saturation", "JPEG q20", "horizontal flip", "grayscale")
@@ -61,9 +61,9 @@ def load_labelled(
 
 def chosen_side(data: str) -> int:
     """The side a collection is embedded at by the shipped network: its own resolution for
-    photographs (model.collection.embed_side), the rival's side for small images."""
-    from model.adapt import RIVAL_MIN_SIZE
-    from model.collection import PHOTO_SIDE, embed_side, inspect_collection
+    photographs (model.collections.survey.embed_side), the rival's side for small images."""
+    from model.collections.survey import PHOTO_SIDE, embed_side, inspect_collection
+    from model.training.adapt import RIVAL_MIN_SIZE
 
     facts = inspect_collection(data)
     return embed_side(facts) if facts.median_short_side >= PHOTO_SIDE else RIVAL_MIN_SIZE
@@ -72,8 +72,8 @@ def chosen_side(data: str) -> int:
 def open_candidate(spec: str, workdir: Path) -> tuple[EncoderRuntime, bool]:
     """(runtime, shipped?) for `lite0@SIZE` or an encoder path."""
     if spec.startswith("lite0@"):
-        from model.pretrained import export_as_is
-        from model.release import export_beside
+        from model.embedding.pretrained import export_as_is
+        from model.training.release import export_beside
 
         size = int(spec.split("@")[1])
         path = workdir / f"lite0-{size}" / "encoder.pt"
@@ -145,7 +145,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         LOG.info("%s: %s", name, results[name])
         key.with_suffix(".json").write_text(json.dumps(results[name]))
         np.save(key.with_suffix(".npy"), feats_of[name])
-    # The shipped network at the side the collection's resolution gives (model.collection) is the
+    # The shipped network at the side the collection's resolution gives (model.collections.survey) is the
     # reference the judge weighs trained networks against; shipped ones at other sides are shown
     # to check that rule, not judged.
     side = chosen_side(args.data)

@@ -6,7 +6,7 @@
 For each variant (fp32 / bf16 autocast / + channels_last / + torch.compile):
 - bare: forward + backward + optimizer step of f and g on random tensors already on the device,
   2 x batch views at the preset's final view size, NT-Xent loss;
-- pipeline: the training loop itself (model.train.train_one_epoch) on the decoded collection:
+- pipeline: the training loop itself (model.training.train.train_one_epoch) on the decoded collection:
   batch gather from the uint8 cache (on the GPU when there is one), per-sample augmentation of
   two views on the device, the same step, its logging and non-finite checks.
 Reports training images/s (2 views each) for both and their ratio (goal on a GPU: >= 0.85).
@@ -24,17 +24,17 @@ from pathlib import Path
 import torch
 
 from bench.report import machine, table, today, write_section
-from model.config import RunConfig, override
-from model.embed import pick_device
-from model.encoder import SimCLRModel
-from model.feed import CachedFeed, prepare_data
-from model.loss import NTXentLoss
-from model.optim import build_optimizer
-from model.pace import Pace
-from model.presets import preset
-from model.run_dir import MetricsLog
-from model.train import EpochRun, train_one_epoch
-from model.train_state import TrainState
+from model.embedding.embed import pick_device
+from model.training.config import RunConfig, override
+from model.training.feed import CachedFeed, prepare_data
+from model.training.loss import NTXentLoss
+from model.training.optim import build_optimizer
+from model.training.pace import Pace
+from model.training.presets import preset
+from model.training.run_dir import MetricsLog
+from model.training.simclr import SimCLRModel
+from model.training.state import TrainState
+from model.training.train import EpochRun, train_one_epoch
 
 VARIANTS = {
     "fp32": {"train.amp": False, "train.channels_last": False, "train.compile": False},

@@ -25,7 +25,7 @@ from pathlib import Path
 from bench.report import machine, table, today, write_section
 
 MODES = {"as is": {}, "AVX2 only (emulated)": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
-SETTINGS = {"default (measured)": [], "--no-amp": ["--no-amp"], "--amp": ["--amp"]}
+SETTINGS = {"default (measured)": [], "--no-amp": ["--set", "train.amp=false"], "--amp": ["--set", "train.amp=true"]}
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,19 @@ class Result:
 def run(data: str, env_extra: dict[str, str], flags: list[str], steps: int) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "app.cli", "train", "--data", data, "--out", str(out), "--crop-size-min", "0"]
-        cmd += ["--knn-every", "0", "--log-every", "5", "--stop-after-steps", str(steps), *flags]
+        cmd = [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "train",
+            "--data",
+            data,
+            "--out",
+            str(out),
+            "--set",
+            "augment.crop_size_min=0",
+        ]
+        cmd += ["--set", "train.knn_every=0", "--set", "train.log_every=5", "--stop-after-steps", str(steps), *flags]
         subprocess.run(cmd, check=True, env={**os.environ, **env_extra}, capture_output=True)
         record = json.loads((out / "config.json").read_text())
         rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]

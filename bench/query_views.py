@@ -2,7 +2,7 @@
 
     uv run python -m bench.query_views --data COLLECTION --encoder runs/NAME/encoder.pt --name NAME
 
-The question behind `model.query_views.QUERY_VIEWS`: which crops of a query, searched besides
+The question behind `model.embedding.query_views.QUERY_VIEWS`: which crops of a query, searched besides
 the whole image (each indexed image at its best view's cosine), find edited copies' originals
 most often, and whether a crop view should need a margin over the whole view to count. Embeds
 the whole collection once (`to_square`, as the index holds it), takes the same sample and the
@@ -23,11 +23,11 @@ from PIL import Image
 
 from bench.copies import parse_args
 from bench.report import machine, table, today, write_section
-from model.data import ImageRecord, iter_records
-from model.edits import EDITS, apply
-from model.images import to_square
-from model.query_views import WHOLE, Box, view_squares
-from model.runtime import EncoderRuntime, load_runtime
+from model.collections.data import ImageRecord, iter_records
+from model.embedding.edits import EDITS, apply
+from model.embedding.images import to_square
+from model.embedding.query_views import WHOLE, Box, view_squares
+from model.embedding.runtime import EncoderRuntime, load_runtime
 
 
 def _centre(area: float) -> Box:

@@ -1,11 +1,11 @@
-"""Judge a finished run's trained network again, as its end would now (model.adapt.choose),
+"""Judge a finished run's trained network again, as its end would now (model.training.adapt.choose),
 without training it again: for a change of the judge or of the rival's side.
 
     uv run python -m bench.rejudge --run runs/default-cifar10 --data ../shared/data/cifar10-jpg.tar.gz
 
 Takes the run's trained network (candidates/trained.pt or adapted.pt when the run kept another,
 else encoder.pt), the run's held-out images (the collection's test split, or a tenth of it, as
-model.feed holds out; at most 1,000) and the shipped network the run compares with, and prints
+model.training.feed holds out; at most 1,000) and the shipped network the run compares with, and prints
 the decision and writes it beside the run as choice-rejudged.json.
 """
 
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from model.adapt import Network, choose, shipped_rival, shipped_start
-from model.checkpoint import load_encoder_file
-from model.data import load_collection
-from model.feed import _split
+from model.collections.data import load_collection
+from model.embedding.encoder_file import load_encoder_file
+from model.training.adapt import Network, choose, shipped_rival, shipped_start
+from model.training.feed import _split
 
 
 def main() -> None:

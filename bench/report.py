@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from model.hardware import describe, one_line
+from model.common.hardware import describe, one_line
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 

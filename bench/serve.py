@@ -39,14 +39,14 @@ from bench.report import machine, table, today, write_section
 from index.build import build_index
 from index.store import load
 from index.versions import IndexNotFoundError, read_manifest
-from model.checkpoint import save_encoder
-from model.data import iter_records
-from model.encoder import build_backbone
-from model.hardware import usable_cores
-from model.images import decode_square
-from model.onnx_export import export_onnx
-from model.presets import preset
-from model.runtime import load_runtime
+from model.collections.data import iter_records
+from model.common.hardware import usable_cores
+from model.embedding.backbones import build_backbone
+from model.embedding.encoder_file import save_encoder
+from model.embedding.images import decode_square
+from model.embedding.onnx_export import export_onnx
+from model.embedding.runtime import load_runtime
+from model.training.presets import preset
 
 
 def untrained_encoder(name: str, path: Path) -> Path:

@@ -14,9 +14,9 @@ import time
 import torch
 
 from bench.report import machine, table, today, write_section
-from model.config import EncoderConfig
-from model.encoder import SimCLRModel
-from model.loss import NTXentLoss
+from model.embedding.backbones import EncoderConfig
+from model.training.loss import NTXentLoss
+from model.training.simclr import SimCLRModel
 
 
 def views_per_second(cfg: EncoderConfig, size: int, bf16: bool, channels_last: bool, batch: int, steps: int) -> float:

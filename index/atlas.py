@@ -8,7 +8,7 @@ here, 2 cores, 1,000 iterations: 8 s for 2,000 vectors, 37 s for 5,000, 44-90 s 
 a collection larger than `DEFAULT_MAP_SAMPLE` is mapped through a fixed random sample of that
 many images; below `TSNE_MIN` images the map is the first two principal components.
 
-The map also records how spread out the indexed vectors are (model.spread) and the warning
+The map also records how spread out the indexed vectors are (model.common.spread) and the warning
 when they look collapsed, so that the page can say so beside the picture.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from model.spread import collapse_warning, spread_stats
+from model.common.spread import collapse_warning, spread_stats
 
 LOG = logging.getLogger(__name__)
 

@@ -24,12 +24,12 @@ from index.catalog import Catalog, NewImage
 from index.images import ImageStore
 from index.pipeline import BuildOptions, stage_version
 from index.versions import CATALOG_FILE, publish, staging_dir
-from model.data import ImageRecord, count_records, iter_records
-from model.distributed import DistInfo
-from model.distributed import current as current_process
-from model.hardware import cores_per_process
-from model.images import SkipCount, decode_chunks, decode_image
-from model.runtime import EncoderRuntime, manifest_entry
+from model.collections.data import ImageRecord, count_records, iter_records
+from model.common.hardware import cores_per_process
+from model.common.processes import DistInfo
+from model.common.processes import current as current_process
+from model.embedding.images import SkipCount, decode_chunks, decode_image
+from model.embedding.runtime import EncoderRuntime, manifest_entry
 
 LOG = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def embed_collection(
     uris of byte-identical copies), and stats.
 
     With `store`, each image's bytes are also kept in the content-addressed image store. Under
-    torchrun (model.distributed) each process decodes and embeds every world_size-th image and
+    torchrun (model.training.distributed) each process decodes and embeds every world_size-th image and
     rank 0 gathers the shares back into collection order; the other ranks get None.
     """
     shard = current_process()

@@ -29,9 +29,9 @@ from PIL import Image
 
 from index.images import ImageStore
 from index.store import ImageIndex
-from model.edits import Edit, crop_area, jpeg
-from model.images import open_image, to_rgb, to_square
-from model.runtime import EncoderRuntime
+from model.embedding.edits import Edit, crop_area, jpeg
+from model.embedding.images import open_image, to_rgb, to_square
+from model.embedding.runtime import EncoderRuntime
 
 SAMPLE = 200  # images edited into copies
 NEIGHBOUR_SAMPLE = 2000  # images whose nearest neighbour is looked up

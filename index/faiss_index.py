@@ -110,12 +110,13 @@ def search_among(index: faiss.Index, queries: np.ndarray, k: int, allowed: np.nd
 
 
 class FaissStore:
-    """index.vectors.VectorStore over a FAISS index in this process (the default backend)."""
+    """index.vector_store.VectorStore over a FAISS index in this process (the default backend)."""
 
     shared = False
 
-    def __init__(self, index: faiss.Index) -> None:
+    def __init__(self, index: faiss.Index, threads: int | None = None) -> None:
         self.index = index
+        self.threads = threads  # OpenMP threads per search; the count holds per calling thread
         _enable_lookup_by_id(index)
 
     @classmethod
@@ -123,15 +124,15 @@ class FaissStore:
         return cls(build_faiss(vectors, ids, factory))
 
     @classmethod
-    def open(cls, version: Path, writable: bool) -> FaissStore:
+    def open(cls, version: Path, writable: bool, threads: int | None = None) -> FaissStore:
         """Read a version's index file; read-only opens memory-map it where FAISS supports that."""
         path = str(version / INDEX_FILE)
         if not writable:
             try:
-                return cls(faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY))
+                return cls(faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY), threads)
             except RuntimeError:
                 pass
-        return cls(faiss.read_index(path))
+        return cls(faiss.read_index(path), threads)
 
     @property
     def dim(self) -> int:
@@ -142,10 +143,14 @@ class FaissStore:
         return int(self.index.ntotal)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.threads is not None:
+            set_threads(self.threads)
         scores, ids = self.index.search(queries, k)
         return scores, ids
 
     def search_among(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.threads is not None:
+            set_threads(self.threads)
         return search_among(self.index, queries, k, allowed)
 
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:

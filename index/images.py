@@ -10,7 +10,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from model.atomic import write_atomic
+from model.common.atomic import write_atomic
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 

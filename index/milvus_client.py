@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from index.vectors import BackendUnavailableError
+from index.vector_store import BackendUnavailableError
 
 CONNECT_TIMEOUT_S = 10.0
 

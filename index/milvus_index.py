@@ -1,4 +1,4 @@
-"""The Milvus backend: index.vectors.VectorStore over a Milvus collection (pymilvus).
+"""The Milvus backend: index.vector_store.VectorStore over a Milvus collection (pymilvus).
 
 The URI is a Milvus Lite file (`./milvus.db`, embedded, one process per file: tests and
 small installs) or a server (`http://host:19530`: standalone or cluster, shared by several
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import secrets
 import threading
@@ -35,7 +34,7 @@ import numpy as np
 from index.faiss_index import EF_GRID, NPROBE_GRID
 from index.milvus_client import LITE_IN_INDEX, absolute, connect
 from index.plan import IndexPlan
-from index.vectors import BackendUnavailableError
+from index.vector_store import BackendUnavailableError
 from index.versions import MANIFEST_FILE, POINTER, Manifest
 
 LOG = logging.getLogger(__name__)
@@ -48,7 +47,6 @@ DROP_GRACE_S = 30.0  # a retired collection is dropped this long after the alias
 # Searches: "Session" sees this process's acknowledged writes at once and other processes' within
 # Milvus's time tick (about a second); "Strong" sees every write at once but waits for the next
 # time tick on every search (measured on a Milvus 2.3 server here: 3.6 q/s against 405 q/s).
-CONSISTENCY_ENV = "LATENT_SEARCH_MILVUS_CONSISTENCY"
 CONSISTENCY = "Session"
 
 
@@ -90,12 +88,20 @@ class MilvusStore:
         self.kind = kind  # {"type", "params", "search_param"}
         self.inside = False  # a Milvus Lite folder inside the index directory
         self.search_params: dict[str, int] = {}
-        self.consistency = os.environ.get(CONSISTENCY_ENV) or CONSISTENCY
+        self.consistency = CONSISTENCY
 
     # Making and finding collections
 
     @classmethod
-    def build(cls, uri: str | None, staged: Path, vectors: np.ndarray, ids: np.ndarray, plan: IndexPlan) -> MilvusStore:
+    def build(
+        cls,
+        uri: str | None,
+        staged: Path,
+        vectors: np.ndarray,
+        ids: np.ndarray,
+        plan: IndexPlan,
+        consistency: str = CONSISTENCY,
+    ) -> MilvusStore:
         from pymilvus import DataType, MilvusClient
 
         root = staged.parent.parent  # ROOT/versions/.tmp-<version>
@@ -114,7 +120,8 @@ class MilvusStore:
         client.create_collection(collection, schema=schema, index_params=index_params, consistency_level="Strong")
         kind = {"type": index_type, "params": params, "search_param": search_param}
         store = cls(client, uri, collection, alias, dim, kind)
-        store.inside = inside
+        store.consistency = consistency
+        store.inside, store.consistency = inside, consistency
         try:
             store.add(vectors, ids)
             client.flush(collection)
@@ -126,7 +133,9 @@ class MilvusStore:
         return store
 
     @classmethod
-    def open(cls, root: Path, record: dict[str, Any], uri: str | None, writable: bool) -> MilvusStore:
+    def open(
+        cls, root: Path, record: dict[str, Any], uri: str | None, writable: bool, consistency: str = CONSISTENCY
+    ) -> MilvusStore:
         inside = uri is None and record.get("uri") == LITE_IN_INDEX
         uri = absolute(uri) if uri else str(record.get("uri") or "")
         if not uri:
@@ -142,7 +151,7 @@ class MilvusStore:
             )
         client.load_collection(collection)  # a collection reopened by a new process starts released
         store = cls(client, uri, collection, alias, int(record["dim"]), dict(record.get("index", {})))
-        store.inside = inside
+        store.inside, store.consistency = inside, consistency
         if writable:
             store._drop_orphans()
         return store

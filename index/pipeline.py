@@ -19,7 +19,8 @@ import numpy as np
 from index.atlas import DEFAULT_MAP_SAMPLE, compute_map, save_map
 from index.plan import DEFAULT_MEMORY_BUDGET, DEFAULT_RECALL_TARGET, IndexPlan, plan_index
 from index.tuning import tune_index
-from index.vectors import BackendChoice, VectorStore, build_store
+from index.vector_store import BackendChoice, VectorStore
+from index.vectors import build_store
 from index.versions import MANIFEST_FILE, Manifest, version_name
 
 LOG = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def stage_version(
 ) -> tuple[VectorStore, Manifest]:
     """Build, tune and check the vector store for (vectors, ids) in the backend `options`
     names, and write what the version needs, with its manifest, into the staging folder
-    `staged`. `encoder` is model.runtime.manifest_entry of the encoder that made the vectors;
+    `staged`. `encoder` is model.embedding.runtime.manifest_entry of the encoder that made the vectors;
     `facts` are further Manifest fields (where the images came from). A failure discards
     the new store (a Milvus collection is dropped); publishing is the caller's."""
     started = time.perf_counter()

@@ -24,13 +24,16 @@ from pathlib import Path
 from index.catalog import Catalog
 from index.journal import tail
 from index.store import EncoderMismatchError, ImageIndex
+from index.vector_store import StoreSettings
 from index.vectors import open_store
 from index.versions import CATALOG_FILE, MANIFEST_FILE, Manifest, current_version, journal_path
 
 LOG = logging.getLogger(__name__)
 
 
-def open_replica(root: str | Path, encoder_checksum: str | None = None, milvus_uri: str | None = None) -> ImageIndex:
+def open_replica(
+    root: str | Path, encoder_checksum: str | None = None, store_settings: StoreSettings | None = None
+) -> ImageIndex:
     """Open the writer's current version of `root` as a read replica, caught up with its journal."""
     root = Path(root)
     version = current_version(root)
@@ -40,11 +43,11 @@ def open_replica(root: str | Path, encoder_checksum: str | None = None, milvus_u
             f"index {str(root)!r} was built with encoder sha256 {str(manifest.encoder_sha256)[:12]}..., not "
             f"{encoder_checksum[:12]}...: serve the encoder the writer serves"
         )
-    backend = open_store(version, manifest.vector_store, writable=False, uri=milvus_uri, replica=True)
+    backend = open_store(version, manifest.vector_store, writable=False, settings=store_settings, replica=True)
     work = Path(tempfile.mkdtemp(prefix="latent-search-replica-"))  # outside ROOT: the writer cleans its own
     shutil.copy2(version / CATALOG_FILE, work / CATALOG_FILE)
     index = ImageIndex(backend, Catalog(work / CATALOG_FILE), manifest, version)
-    index.replica_of, index.milvus_uri = root, milvus_uri
+    index.replica_of, index.store_settings = root, store_settings
     catch_up(index)
     return index
 

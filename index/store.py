@@ -29,7 +29,8 @@ from index.catalog import Catalog, CatalogFilter, CatalogRow, NewImage
 from index.filtering import MatchingIds, exact_among
 from index.journal import AddEntry, Entry, Journal, RemoveEntry
 from index.rwlock import RWLock
-from index.vectors import VectorStore, open_store
+from index.vector_store import StoreSettings, VectorStore
+from index.vectors import open_store
 from index.versions import (
     CATALOG_FILE,
     MANIFEST_FILE,
@@ -81,7 +82,7 @@ class ImageIndex:
         self.lock = RWLock()
         self.retired = False  # set (under the write lock) when a rebuild swaps in a new version
         self.generation = 0  # counts writes, so that results derived from the contents can be cached
-        self.milvus_uri: str | None = None  # a Milvus URI given at load, used again by hand_over
+        self.store_settings: StoreSettings | None = None  # given at load, used again by hand_over
         self.replica_of: Path | None = None  # index.replica: the writer's index directory this one follows
         self.followed = 0  # index.replica: bytes of the writer's journal applied
         self.matching = MatchingIds(catalog)
@@ -271,7 +272,9 @@ class ImageIndex:
             name = version_name(staged)
             Journal(journal_path(root, name)).append(tail)
             publish(root, staged)
-            new = load(root, encoder_checksum=encoder_checksum, writable=True, clean=False, milvus_uri=self.milvus_uri)
+            new = load(
+                root, encoder_checksum=encoder_checksum, writable=True, clean=False, store_settings=self.store_settings
+            )
             new.backend.publish()
             then(new)
             self.retired = True
@@ -291,14 +294,14 @@ def load(
     encoder_checksum: str | None = None,
     writable: bool = False,
     clean: bool = True,
-    milvus_uri: str | None = None,
+    store_settings: StoreSettings | None = None,
 ) -> ImageIndex:
     """Open the current version of an index directory.
 
     Half-written versions are cleaned up first. With `encoder_checksum`, an index built by a
     different encoder is refused (its vectors would be meaningless for that encoder's queries).
-    Read-only opens memory-map the index file where FAISS supports it. `milvus_uri` overrides
-    the Milvus URI the version recorded (a server seen under another address).
+    Read-only opens memory-map the index file where FAISS supports it. `store_settings` tune the
+    vector store (index.vector_store.StoreSettings; a Milvus URI seen under another address).
     """
     root = Path(root)
     if writable and clean:
@@ -312,7 +315,7 @@ def load(
             f"{encoder_checksum[:12]}...; rebuild it with `latent-search index build --encoder ...` "
             "or serve the encoder it was built with"
         )
-    backend = open_store(version, manifest.vector_store, writable, uri=milvus_uri)
+    backend = open_store(version, manifest.vector_store, writable, store_settings)
     if writable:
         # Writes go to a private copy of the catalog plus the journal (replayed here);
         # commit() publishes them as a new version.
@@ -321,7 +324,7 @@ def load(
         journal = Journal(journal_path(root, version.name))
         opened = ImageIndex(backend, Catalog(work / CATALOG_FILE), manifest, version)
         replayed = opened.replay(journal.replay())
-        opened.journal, opened.milvus_uri = journal, milvus_uri
+        opened.journal, opened.store_settings = journal, store_settings
         if replayed:
             LOG.info("replayed %d journalled write(s) onto %s", replayed, version.name)
         # A write a crash cut off after the store took it but before the journal did was never

@@ -9,7 +9,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from index.vectors import VectorStore
+from index.vector_store import VectorStore
 
 LOG = logging.getLogger(__name__)
 

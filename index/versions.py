@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from model.atomic import fsync_dir, fsync_tree, write_atomic
+from model.common.atomic import fsync_dir, fsync_tree, write_atomic
 
 LOG = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Manifest:
     """What a version's manifest.json says. Keys written as None are left out of the file."""
 
     version: str
-    encoder: dict[str, Any]  # model.runtime.manifest_entry: path, sha256, config
+    encoder: dict[str, Any]  # model.embedding.runtime.manifest_entry: path, sha256, config
     dim: int
     count: int
     index_type: str

@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from model.config import AugmentConfig, EncoderConfig, RunConfig, TrainConfig
+from model.embedding.backbones import EncoderConfig
+from model.training.config import AugmentConfig, RunConfig, TrainConfig
 
 CLASSES = ("stripes_h", "stripes_v", "checker")
 
@@ -109,8 +110,8 @@ def _few_threads() -> None:
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained small CNN saved as encoder.pt (enough to exercise embedding and serving)."""
-    from model.checkpoint import save_encoder
-    from model.encoder import build_backbone
+    from model.embedding.backbones import build_backbone
+    from model.embedding.encoder_file import save_encoder
 
     cfg = EncoderConfig(arch="small_cnn", width=4, image_size=32)
     torch.manual_seed(0)

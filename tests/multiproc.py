@@ -13,7 +13,7 @@ from tests.conftest import free_port
 
 
 def _entry(rank: int, world: int, port: int, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
-    # The variables torchrun sets; model.distributed.setup() (or init_process_group) reads them.
+    # The variables torchrun sets; model.training.distributed.setup() (or init_process_group) reads them.
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Annotated, Any, NoReturn
 
 import typer
+
+from app.config import Settings
 
 app = typer.Typer(
     help="latent-search: learn an image embedding from your own images and search by similarity.",
@@ -22,6 +23,11 @@ DataOpt = Annotated[
 ]
 
 
+def cli_settings() -> Settings:
+    """The settings (app.config), read afresh: a command sees the environment it was started in."""
+    return Settings()
+
+
 def configure(verbose: bool, threads: int | None = None, torch_job: bool = True) -> None:
     """Logging, and for jobs that run torch, its thread count (the service sets its own)."""
     logging.basicConfig(
@@ -31,7 +37,7 @@ def configure(verbose: bool, threads: int | None = None, torch_job: bool = True)
         return
     import torch
 
-    from model.hardware import cores_per_process
+    from model.common.hardware import cores_per_process
 
     # Set on purpose: torch's default counts the machine's cores, not the ones this process may
     # use (containers, taskset), and under torchrun the processes of one machine share them.
@@ -40,11 +46,13 @@ def configure(verbose: bool, threads: int | None = None, torch_job: bool = True)
 
 def is_main_process() -> bool:
     """False in the processes torchrun starts besides rank 0: they print nothing."""
-    return os.environ.get("RANK", "0") == "0"
+    from model.common.processes import torchrun_env
+
+    return torchrun_env().rank == 0
 
 
 def data_path(data: str | None) -> str:
-    path = data or os.environ.get(DATA_ENV)
+    path = data or cli_settings().data
     if not path:
         raise typer.BadParameter(
             f"pass --data PATH (a folder of images or a .tar/.tar.gz of one) or set {DATA_ENV}; "
@@ -58,10 +66,12 @@ def sample_path() -> str:
     """The cached sample collection, fetched (with a progress bar) and converted on first use."""
     from tqdm import tqdm
 
-    from model.sample import CIFAR10, SampleUnavailableError, converted_path, ensure_sample
+    from model.collections.sample import CIFAR10, SampleUnavailableError, converted_path, ensure_sample
 
-    if converted_path().exists():
-        return str(converted_path())
+    settings = cli_settings()
+    cache = settings.sample_cache
+    if converted_path(CIFAR10, cache).exists():
+        return str(converted_path(CIFAR10, cache))
     typer.echo(f"no --data given: fetching the sample collection (CIFAR-10, {CIFAR10.size or 0:,} bytes) once")
     with tqdm(total=CIFAR10.size, unit="B", unit_scale=True, desc="download", dynamic_ncols=True) as bar:
 
@@ -70,7 +80,7 @@ def sample_path() -> str:
             bar.update(done - bar.n)
 
         try:
-            path = ensure_sample(progress=progress)
+            path = ensure_sample(cache=cache, url=settings.sample_url, progress=progress)
         except SampleUnavailableError as exc:
             bar.close()
             fail(exc)
@@ -82,7 +92,7 @@ def auto_preset(source: str) -> tuple[str, dict[str, Any]]:
     """(preset name, the recipe fields chosen from the collection) for `source`."""
     import torch
 
-    from model.collection import choose_preset, embed_side, inspect_collection
+    from model.collections.survey import choose_preset, embed_side, inspect_collection
 
     facts = inspect_collection(source)
     name, why = choose_preset(facts, torch.cuda.is_available())

@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import DataOpt, app, configure, data_path, fail
+from app.cli.common import DataOpt, app, cli_settings, configure, data_path, fail
 from index.atlas import DEFAULT_MAP_SAMPLE
 from index.plan import DEFAULT_MEMORY_BUDGET, DEFAULT_RECALL_TARGET
-from model.runtime import Runtime
+from model.embedding.runtime import Runtime
 
 index_app = typer.Typer(help="Build, inspect and export search indexes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
@@ -52,9 +52,8 @@ def index_build(
     configure(verbose, threads)
     from index.build import build_index
     from index.pipeline import BuildOptions
-    from index.vectors import BackendChoice
-    from model.distributed import setup, teardown
-    from model.runtime import load_runtime
+    from model.common.processes import setup, teardown
+    from model.embedding.runtime import load_runtime
 
     if not 0 < target_recall <= 1:
         fail(ValueError("--target-recall must be in (0, 1]"))
@@ -63,7 +62,7 @@ def index_build(
         # Under torchrun: every process embeds a share on its own device; rank 0 builds.
         _, dev, created = setup(device)
         enc = load_runtime(encoder, runtime, str(dev))
-        choice = BackendChoice.from_env(backend, milvus_uri)
+        choice = cli_settings().backend_choice(backend, milvus_uri)
         options = BuildOptions(factory, memory_budget_mb * 2**20, target_recall, max(0, map_sample), choice)
         report = build_index(enc, data_path(data), out, options=options, batch_size=batch_size)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
@@ -132,14 +131,14 @@ def duplicates(
     from index.images import ImageStore
     from index.store import load
     from index.versions import IndexNotFoundError
-    from model.runtime import load_runtime
+    from model.embedding.runtime import load_runtime
 
     if out is not None and out.suffix not in (".json", ".csv"):
         fail(ValueError(f"--out must end in .json or .csv, not {out.suffix!r}"))
     if threshold is not None and not -1 <= threshold <= 1:
         fail(ValueError("--threshold is a cosine: between -1 and 1"))
     try:
-        opened = load(path)
+        opened = load(path, store_settings=cli_settings().store_settings)
     except IndexNotFoundError as exc:
         fail(exc)
         return

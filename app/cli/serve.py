@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from app.cli.common import DATA_ENV, DataOpt, app, auto_preset, configure, fail, sample_path
+from app.cli.common import DataOpt, app, auto_preset, cli_settings, configure, fail, sample_path
 
 
 @app.command()
@@ -62,16 +61,18 @@ def demo(
 
     from index.build import build_index
     from index.pipeline import BuildOptions
-    from index.vectors import BackendChoice, BackendUnavailableError, backend_of
+    from index.vector_store import BackendUnavailableError
+    from index.vectors import backend_of
     from index.versions import IndexNotFoundError, read_manifest
-    from model.checksum import file_sha256
-    from model.config import override
-    from model.presets import preset as get_preset
-    from model.runtime import load_runtime
-    from model.train import NonFiniteLossError
-    from model.train import train as run_train
+    from model.common.checksum import file_sha256
+    from model.embedding.runtime import load_runtime
+    from model.training.config import override
+    from model.training.presets import preset as get_preset
+    from model.training.train import NonFiniteLossError
+    from model.training.train import train as run_train
 
-    source = data or os.environ.get(DATA_ENV) or sample_path()
+    settings = cli_settings()
+    source = data or settings.data or sample_path()
     try:
         name, chosen = auto_preset(source)
     except ValueError as exc:
@@ -88,7 +89,7 @@ def demo(
             typer.echo(f"[1/3] {'resuming' if resume else 'training'} a {name} encoder on {source}")
             run_train(override(get_preset(name), **chosen), source, run_dir, resume=resume)
         checksum = file_sha256(encoder_path)
-        choice = BackendChoice.from_env()  # LATENT_SEARCH_VECTOR_BACKEND / _MILVUS_URI
+        choice = settings.backend_choice()  # LATENT_SEARCH_VECTOR_BACKEND / _MILVUS_URI
         try:
             manifest = read_manifest(index_dir)
             same_backend = backend_of(manifest.get("vector_store")) == choice.name
@@ -108,8 +109,8 @@ def demo(
         return
     import secrets
 
-    api_key = os.environ.get("LATENT_SEARCH_API_KEY") or secrets.token_urlsafe(24)
-    if "LATENT_SEARCH_API_KEY" not in os.environ:
+    api_key = settings.api_key or secrets.token_urlsafe(24)
+    if settings.api_key is None:
         typer.secho(f"API key for writes (POST/DELETE /images, POST /index/rebuild): {api_key}", fg=typer.colors.YELLOW)
         typer.echo("  (set LATENT_SEARCH_API_KEY to choose your own; send it as 'Authorization: Bearer <key>')")
     typer.echo("[3/3] starting the server")

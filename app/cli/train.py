@@ -9,82 +9,47 @@ from typing import Annotated, Any
 import typer
 
 from app.cli.common import DataOpt, app, auto_preset, configure, data_path, fail, is_main_process, sample_path
-from model.config import ARCHS, LOSSES, OPTIMIZERS
-from model.presets import PRESETS
+from model.training.presets import PRESETS
 
 
 @app.command()
 def train(
     data: DataOpt = None,
-    out: Annotated[Path, typer.Option(help="Run directory (config, metrics, checkpoints, encoder.pt).")] = Path(
+    out: Annotated[Path, typer.Option(help="Run folder: config, metrics, checkpoints, encoder.pt.")] = Path(
         "runs/default"
     ),
-    preset: Annotated[
-        str,
-        typer.Option(
-            help="auto (chosen from the collection) | "
-            + " | ".join(PRESETS)
-            + " (pretrained-*: adapts an ImageNet network)"
-        ),
-    ] = "auto",
+    preset: Annotated[str, typer.Option(help="auto (chosen from the collection) | " + " | ".join(PRESETS))] = "auto",
+    minutes: Annotated[float | None, typer.Option(help="Time budget; steps are planned to fill it.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs instead of a time budget.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out exactly.")] = False,
-    epochs: Annotated[int | None, typer.Option(help="Epochs, instead of the preset's time budget.")] = None,
-    minutes: Annotated[
-        float | None, typer.Option(help="Training time budget: steps are planned to fill it (preset default).")
-    ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per batch (2 views each).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
-    temperature: Annotated[float | None, typer.Option(help="NT-Xent temperature tau.")] = None,
-    optimizer: Annotated[str | None, typer.Option(help=" | ".join(OPTIMIZERS))] = None,
-    loss: Annotated[str | None, typer.Option(help=" | ".join(LOSSES) + " (supcon needs labels)")] = None,
-    weight_decay: Annotated[float | None, typer.Option()] = None,
-    warmup_epochs: Annotated[float | None, typer.Option()] = None,
-    arch: Annotated[str | None, typer.Option(help=" | ".join(ARCHS))] = None,
-    width: Annotated[int | None, typer.Option(help="Base width of the small CNN.")] = None,
-    image_size: Annotated[int | None, typer.Option(help="Side of the images f sees.")] = None,
-    view_size: Annotated[int | None, typer.Option(help="Side of the training views at the end of training.")] = None,
-    crop_size_min: Annotated[int | None, typer.Option(help="Progressive resizing start size (0: off).")] = None,
-    crop_scale_min: Annotated[float | None, typer.Option(help="Smallest crop area fraction.")] = None,
-    jitter_strength: Annotated[float | None, typer.Option(help="Colour jitter strength s.")] = None,
-    blur_p: Annotated[float | None, typer.Option(help="Gaussian blur probability.")] = None,
-    rotate_deg: Annotated[float | None, typer.Option(help="Largest rotation of a view (degrees).")] = None,
-    zoom_out_p: Annotated[float | None, typer.Option(help="Probability of a framed, zoomed-out view.")] = None,
-    knn_every: Annotated[int | None, typer.Option(help="Epochs between kNN checks (0: never).")] = None,
-    log_every: Annotated[int | None, typer.Option(help="Steps between metric rows.")] = None,
-    checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints (0: per epoch).")] = None,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop cleanly after this much training.")] = None,
-    stop_after_steps: Annotated[int | None, typer.Option(help="Checkpoint and stop at this step.")] = None,
-    stop_after_minutes: Annotated[
-        float | None, typer.Option(help="Checkpoint and stop after this much training in this call (resumable).")
-    ] = None,
     init: Annotated[
-        str | None, typer.Option(help="Start f from a pretrained network: efficientnet_lite0 (weights from a package).")
+        str | None, typer.Option(help="Start f from a shipped network (efficientnet_lite0) or '' (scratch).")
     ] = None,
-    backbone_lr_scale: Annotated[float | None, typer.Option(help="f's learning rate as a fraction of g's.")] = None,
-    frozen_blocks: Annotated[int | None, typer.Option(help="Pretrained blocks of f left unchanged.")] = None,
-    rival: Annotated[
-        str | None,
-        typer.Option(help="Pretrained network a run from scratch must beat on held-out copies, or 'none'."),
-    ] = None,
-    amp: Annotated[
-        bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast (default: timed on this machine).")
-    ] = None,
-    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile.")] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N (default: cuda if present).")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Side of the images f sees (and of the views).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per batch and process (2 views each).")] = None,
     sets: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Any recipe field, e.g. --set train.distill=1.0 (repeatable)."),
+        typer.Option(
+            "--set",
+            metavar="SECTION.NAME=VALUE",
+            help="Any recipe field (encoder.*, augment.*, train.*), e.g. --set train.lr=0.3; repeatable. "
+            "`latent-search recipe` lists them.",
+        ),
     ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N (default: cuda if present).")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+    stop_after_steps: Annotated[int | None, typer.Option(help="Checkpoint and stop at this step.", hidden=True)] = None,
+    stop_after_minutes: Annotated[
+        float | None, typer.Option(help="Checkpoint and stop after this much training (resumable).", hidden=True)
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Train a SimCLR encoder on unlabelled images."""
+    """Train a SimCLR encoder on unlabelled images (or adapt a shipped one), then choose the best."""
     configure(verbose, threads)
-    from model.config import override, parse_sets
-    from model.presets import preset as get_preset
-    from model.train import NonFiniteLossError
-    from model.train import train as run_train
+    from model.training.config import override, parse_sets
+    from model.training.presets import preset as get_preset
+    from model.training.train import NonFiniteLossError
+    from model.training.train import train as run_train
 
     try:
         source = data_path(data)
@@ -92,43 +57,15 @@ def train(
         if preset == "auto" and not resume:
             preset, chosen = auto_preset(source)
         cfg = get_preset("cpu-small" if preset == "auto" else preset)  # a resumed run reads its own config
-        cfg = override(cfg, **chosen)
-        if crop_scale_min is not None:
-            cfg.augment.crop_scale = (crop_scale_min, cfg.augment.crop_scale[1])
-        cfg = override(
-            cfg,
-            **{
-                "train.epochs": epochs,
-                "train.minutes": 0.0 if epochs is not None and minutes is None else minutes,
-                "train.batch_size": batch_size,
-                "train.lr": lr,
-                "train.temperature": temperature,
-                "train.optimizer": optimizer,
-                "train.loss": loss,
-                "train.weight_decay": weight_decay,
-                "train.warmup_epochs": warmup_epochs,
-                "train.knn_every": knn_every,
-                "train.log_every": log_every,
-                "train.checkpoint_every": checkpoint_every,
-                "train.max_minutes": max_minutes,
-                "train.amp": amp,
-                "train.compile": compile,
-                "train.seed": seed,
-                "encoder.arch": arch,
-                "encoder.init": init,
-                "train.backbone_lr_scale": backbone_lr_scale,
-                "train.frozen_blocks": frozen_blocks,
-                "train.rival": "" if rival == "none" else rival,
-                "encoder.width": width,
-                "encoder.image_size": image_size,
-                "augment.crop_size": view_size or image_size,
-                "augment.crop_size_min": crop_size_min,
-                "augment.jitter_strength": jitter_strength,
-                "augment.blur_p": blur_p,
-                "augment.rotate_deg": rotate_deg,
-                "augment.zoom_out_p": zoom_out_p,
-            },
-        )
+        named = {
+            "train.epochs": epochs,
+            "train.minutes": 0.0 if epochs is not None and minutes is None else minutes,
+            "train.batch_size": batch_size,
+            "encoder.init": init,
+            "encoder.image_size": image_size,
+            "augment.crop_size": image_size,
+        }
+        cfg = override(override(cfg, **chosen), **named)
         cfg = override(cfg, **parse_sets(cfg, sets or []))
         result = run_train(
             cfg,
@@ -153,6 +90,25 @@ def train(
     typer.echo(f"next: latent-search eval --encoder {result.encoder_path} --data ...")
 
 
+@app.command()
+def recipe(
+    preset: Annotated[str, typer.Argument(help=" | ".join(PRESETS))] = "cpu-small",
+) -> None:
+    """Every recipe field a `train --set` can change, with the preset's value."""
+    from model.training.config import as_set_value
+    from model.training.presets import preset as get_preset
+
+    try:
+        cfg = get_preset(preset)
+    except ValueError as exc:
+        fail(exc)
+        return
+    for section, fields in cfg.to_dict().items():
+        if isinstance(fields, dict):
+            for name, value in fields.items():
+                typer.echo(f"{section}.{name} = {as_set_value(value)}")
+
+
 @app.command("eval")
 def evaluate(
     encoder: Annotated[Path, typer.Option(help="encoder.pt from a training run.")],
@@ -171,7 +127,7 @@ def evaluate(
 ) -> None:
     """kNN accuracy, linear probe and plots of a trained encoder on labelled data."""
     configure(verbose, threads)
-    from model.evaluate import evaluate_encoder
+    from model.evaluation.evaluate import evaluate_encoder
 
     try:
         result: dict[str, Any] = evaluate_encoder(
@@ -207,8 +163,8 @@ def pretrained_encoder(
 ) -> None:
     """Write a pretrained network as it is (no training) as an encoder.pt to index and serve."""
     configure(False)
-    from model.pretrained import export_as_is
-    from model.release import export_beside
+    from model.embedding.pretrained import export_as_is
+    from model.training.release import export_beside
 
     try:
         path = export_as_is(name, out, image_size)
@@ -229,7 +185,7 @@ def export_onnx_command(
     one whose export failed. Indexes built with the encoder.pt are served by its export as they are.
     """
     configure(False)
-    from model.onnx_export import export_onnx
+    from model.embedding.onnx_export import export_onnx
 
     try:
         path = export_onnx(encoder, out)

@@ -15,8 +15,8 @@ from app.main import create_app
 from index.build import build_index
 from index.milvus_client import LITE_IN_INDEX, disconnect
 from index.pipeline import BuildOptions
-from index.vectors import BACKENDS, BackendChoice
-from model.embed import load_encoder
+from index.vector_store import BACKENDS, BackendChoice
+from model.embedding.embed import load_encoder
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

@@ -15,8 +15,8 @@ from PIL import Image
 
 from app.main import create_app
 from index.store import load
-from model.images import to_square
-from model.runtime import load_runtime
+from model.embedding.images import to_square
+from model.embedding.runtime import load_runtime
 from tests.app.conftest import make_settings, wait_ready
 from tests.conftest import encode, pattern_image
 

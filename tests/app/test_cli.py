@@ -33,15 +33,11 @@ def test_train_eval_index_export(image_folder: Path, tmp_path: Path) -> None:
         "2",
         "--batch-size",
         "8",
-        "--width",
-        "4",
-        "--view-size",
-        "16",
-        "--no-amp",
+        *["--set", "encoder.width=4", "--set", "augment.crop_size=16", "--set", "train.amp=false"],
         "--threads",
         "2",
-        "--rival",
-        "none",  # keep the 2-epoch network whatever a pretrained one would score (tested in test_copies)
+        "--set",
+        "train.rival=",  # keep the 2-epoch network whatever a pretrained one would score (tested in test_copies)
     )
     assert "finished" in text and (out / "encoder.pt").exists()
     text = run(
@@ -79,7 +75,7 @@ def test_clear_errors(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_trains_indexes_and_reuses(image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from model import presets
+    from model.training import presets
 
     small = presets.preset("cpu-small")
     small.encoder.width, small.train.epochs, small.train.knn_every = 4, 1, 0
@@ -101,3 +97,27 @@ def test_demo_trains_indexes_and_reuses(image_folder: Path, tmp_path: Path, monk
         and len(key) >= 24
         and f"API key for writes (POST/DELETE /images, POST /index/rebuild): {key}" in third
     )
+
+
+def test_train_help_fits_on_one_screen() -> None:
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0 and "--set" in result.output
+    assert len(result.output.splitlines()) <= 50, result.output
+
+
+def test_recipe_lists_every_field_a_set_can_change() -> None:
+    from model.training.config import override, parse_sets
+    from model.training.presets import preset
+
+    result = runner.invoke(app, ["recipe", "pretrained-lite0"])
+    assert result.exit_code == 0
+    listed = dict(line.split(" = ", 1) for line in result.output.splitlines())
+    cfg = preset("pretrained-lite0")
+    assert listed["train.distill"] == str(cfg.train.distill) and listed["encoder.arch"] == "efficientnet_lite0"
+    assert listed["augment.crop_scale"] == ",".join(map(str, cfg.augment.crop_scale))
+    assert len(listed) == sum(len(v) for v in cfg.to_dict().values() if isinstance(v, dict))
+    # Every value listed reads back as itself (fields chosen by measurement or empty are left out).
+    items = [f"{key}={value}" for key, value in listed.items() if value not in ("measured", "")]
+    again = override(cfg, **parse_sets(cfg, items))
+    assert again == cfg
+    assert runner.invoke(app, ["recipe", "huge"]).exit_code == 2

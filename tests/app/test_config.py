@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from app.config import Settings
+from app.config import Settings, settings_table
 from index.plan import DEFAULT_MEMORY_BUDGET, DEFAULT_RECALL_TARGET
-from model.images import UPLOAD_MAX_PIXELS
-from model.runtime import Runtime
+from index.vector_store import BackendChoice, StoreSettings
+from model.embedding.images import UPLOAD_MAX_PIXELS
+from model.embedding.runtime import Runtime
 
 
 def test_defaults_come_from_where_they_are_defined() -> None:
@@ -29,3 +32,27 @@ def test_new_and_earlier_names_are_read_from_the_environment(monkeypatch: pytest
     monkeypatch.setenv("LATENT_SEARCH_RUNTIME", "tensorflow")
     with pytest.raises(ValueError, match="runtime"):
         Settings()
+
+
+def test_readme_lists_every_setting_as_the_settings_make_it() -> None:
+    """README's configuration table is settings_table()'s output, between its markers."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start, end = "<!-- settings -->\n", "\n<!-- /settings -->"
+    assert start in readme and end in readme, "README.md lacks the settings table's markers"
+    assert readme.split(start)[1].split(end)[0] == settings_table(), "regenerate it: app.config.settings_table()"
+
+
+def test_settings_route_each_backend_its_own_knobs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LATENT_SEARCH_MILVUS_CONSISTENCY", "Strong")
+    monkeypatch.setenv("LATENT_SEARCH_SEARCH_THREADS", "2")
+    monkeypatch.setenv("LATENT_SEARCH_VECTOR_BACKEND", "milvus")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    s = Settings()
+    assert s.store_settings == StoreSettings(None, "Strong", 2)
+    assert s.backend_choice() == BackendChoice("milvus", None, "Strong")
+    assert s.backend_choice("FAISS ").name == "faiss"
+    assert s.sample_cache == tmp_path / "latent-search"
+    monkeypatch.setenv("LATENT_SEARCH_CACHE", str(tmp_path / "c"))
+    assert Settings().sample_cache == tmp_path / "c"
+    with pytest.raises(ValueError, match="unknown vector backend 'annoy'"):
+        s.backend_choice("annoy")

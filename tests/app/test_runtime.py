@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from index.store import load
-from model.embed import load_encoder
-from model.onnx_export import export_onnx
-from model.query_views import search_views
-from model.runtime import embed_queries
+from model.embedding.embed import load_encoder
+from model.embedding.onnx_export import export_onnx
+from model.embedding.query_views import search_views
+from model.embedding.runtime import embed_queries
 
 SERVE_WITHOUT_TORCH = """
 import json, sys

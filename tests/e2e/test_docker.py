@@ -18,11 +18,11 @@ import pytest
 import torch
 
 from index.build import build_index
-from model.checkpoint import save_encoder
-from model.embed import load_encoder
-from model.encoder import build_backbone
-from model.onnx_export import export_onnx
-from model.presets import preset
+from model.embedding.backbones import build_backbone
+from model.embedding.embed import load_encoder
+from model.embedding.encoder_file import save_encoder
+from model.embedding.onnx_export import export_onnx
+from model.training.presets import preset
 from tests.conftest import encode, pattern_image
 from tests.e2e.conftest import free_port, wait_ready
 

@@ -15,8 +15,8 @@ import pytest
 
 from index.build import build_index
 from index.pipeline import BuildOptions
-from index.vectors import BackendChoice
-from model.embed import load_encoder
+from index.vector_store import BackendChoice
+from model.embedding.embed import load_encoder
 from tests.conftest import free_port
 from tests.conftest import pattern_png as png
 from tests.e2e.test_reliability import AUTH, server_process

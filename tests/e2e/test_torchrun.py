@@ -32,7 +32,7 @@ def train_args(data: str, out: Path, epochs: int) -> list[str]:
         str(out),
         "--epochs",
         str(epochs),
-        *["--batch-size", "8", "--width", "8", "--log-every", "1"],
+        *["--batch-size", "8", "--set", "encoder.width=8", "--set", "train.log_every=1"],
     ]
 
 

@@ -12,7 +12,7 @@ from index.catalog import Catalog, NewImage
 from index.faiss_index import FaissStore
 from index.store import ImageIndex
 from index.versions import Manifest
-from model.embed import load_encoder
+from model.embedding.embed import load_encoder
 
 
 def brute_force(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

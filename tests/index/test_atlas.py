@@ -76,7 +76,7 @@ def test_a_version_built_without_a_map_says_so(tiny_encoder: Path, image_folder:
     from app.main import create_app
     from index.build import build_index
     from index.pipeline import BuildOptions
-    from model.embed import load_encoder
+    from model.embedding.embed import load_encoder
     from tests.app.conftest import make_settings, wait_ready
 
     root = tmp_path / "idx"

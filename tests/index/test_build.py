@@ -10,8 +10,8 @@ import pytest
 from index.build import build_index
 from index.store import load
 from index.versions import clean_staging, read_manifest, staging_dir
-from model.embed import load_encoder
-from model.runtime import embed_bytes
+from model.embedding.embed import load_encoder
+from model.embedding.runtime import embed_bytes
 
 
 def test_build_save_load_round_trip(built: Path, tiny_encoder: Path, image_folder: Path) -> None:

@@ -11,8 +11,8 @@ import pytest
 from index.build import build_index
 from index.export import export_embeddings
 from index.versions import read_manifest
-from model.distributed import setup, teardown
-from model.embed import load_encoder
+from model.common.processes import setup, teardown
+from model.embedding.embed import load_encoder
 from tests.multiproc import run_processes
 
 

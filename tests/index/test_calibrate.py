@@ -11,7 +11,7 @@ import numpy as np
 from index.calibrate import NEAR_DUPLICATE_EDITS, calibrate
 from index.images import ImageStore
 from index.store import load
-from model.runtime import load_runtime
+from model.embedding.runtime import load_runtime
 
 
 def test_threshold_follows_its_rule_and_neighbours_match_brute_force(built: Path, tiny_encoder: Path) -> None:

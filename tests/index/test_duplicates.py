@@ -17,7 +17,7 @@ from index.build import build_index
 from index.catalog import NewImage
 from index.duplicates import TooManyPairsError, find_duplicates, write_groups
 from index.store import load
-from model.embed import load_encoder
+from model.embedding.embed import load_encoder
 from tests.conftest import clustered_vectors
 from tests.index.conftest import make_index
 

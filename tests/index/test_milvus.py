@@ -16,7 +16,8 @@ from index.catalog import Catalog, CatalogFilter, NewImage
 from index.duplicates import find_duplicates
 from index.pipeline import BuildOptions, stage_version
 from index.store import ImageIndex, load
-from index.vectors import BackendChoice, BackendUnavailableError, same_backend
+from index.vector_store import BackendChoice, BackendUnavailableError
+from index.vectors import same_backend
 from index.versions import CATALOG_FILE, publish, staging_dir
 from tests.conftest import clustered_vectors, free_port
 from tests.index.conftest import brute_force

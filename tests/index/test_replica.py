@@ -11,7 +11,7 @@ from index.catalog import Catalog
 from index.pipeline import BuildOptions, stage_version
 from index.replica import catch_up, open_replica
 from index.store import ReadReplicaError, load
-from index.vectors import BACKENDS, BackendChoice
+from index.vector_store import BACKENDS, BackendChoice
 from index.versions import CATALOG_FILE, publish, staging_dir
 from tests.conftest import clustered_vectors
 from tests.index.conftest import rows_for

@@ -11,7 +11,7 @@ from index.build import build_index
 from index.pipeline import BuildOptions
 from index.store import EncoderMismatchError, load
 from index.versions import IndexNotFoundError
-from model.embed import load_encoder
+from model.embedding.embed import load_encoder
 from tests.conftest import clustered_vectors
 from tests.index.conftest import brute_force, make_index, rows_for
 

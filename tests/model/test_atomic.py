@@ -1,4 +1,4 @@
-"""Crash-safe files (model.atomic): a failure while writing leaves the old file whole."""
+"""Crash-safe files (model.common.atomic): a failure while writing leaves the old file whole."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from model.atomic import atomic_file, write_atomic
+from model.common.atomic import atomic_file, write_atomic
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:

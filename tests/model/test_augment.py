@@ -6,8 +6,9 @@ from dataclasses import replace
 
 import torch
 
-from model.augment import SimCLRAugment, normalize
-from model.config import AugmentConfig
+from model.embedding.embed import normalize
+from model.training.augment import SimCLRAugment
+from model.training.config import AugmentConfig
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 

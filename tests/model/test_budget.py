@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import budget as budget_module
-from model import train as train_module
-from model.budget import crop_size_at, plan_steps, schedule_seconds
-from model.config import AugmentConfig
-from model.train import train
+from model.training import budget as budget_module
+from model.training import train as train_module
+from model.training.budget import crop_size_at, plan_steps, schedule_seconds
+from model.training.config import AugmentConfig
+from model.training.train import train
 from tests.conftest import make_collection, tiny_config
 
 
@@ -43,7 +43,7 @@ def test_progressive_resizing_cost_matches_a_step_by_step_sum(total: int) -> Non
 
 
 def step_clock(seconds_per_step: float):  # type: ignore[no-untyped-def]
-    """A fake `model.train.clock`: a step is timed by two calls, and every step takes `seconds_per_step`."""
+    """A fake `model.training.train.clock`: a step is timed by two calls, and every step takes `seconds_per_step`."""
     calls = itertools.count()
     return lambda: ((next(calls) + 1) // 2) * seconds_per_step
 

@@ -1,4 +1,4 @@
-"""Checkpoints (model.checkpoint): save and restore give back the exact training state; a file
+"""Checkpoints (model.training.checkpoint): save and restore give back the exact training state; a file
 that is not an encoder is refused with a clear error."""
 
 from __future__ import annotations
@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.checkpoint import load_checkpoint, load_encoder_file, restore, save_checkpoint
-from model.config import EncoderConfig, RunConfig
-from model.encoder import SimCLRModel
-from model.train_state import TrainState
+from model.embedding.backbones import EncoderConfig
+from model.embedding.encoder_file import load_encoder_file
+from model.training.checkpoint import load_checkpoint, restore, save_checkpoint
+from model.training.config import RunConfig
+from model.training.simclr import SimCLRModel
+from model.training.state import TrainState
 
 
 def state(seed: int) -> TrainState:

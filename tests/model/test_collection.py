@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.collection import CollectionFacts, choose_preset, embed_side, inspect_collection
+from model.collections.survey import CollectionFacts, choose_preset, embed_side, inspect_collection
 
 
 def photo_folder(root: Path, n: int = 12) -> Path:

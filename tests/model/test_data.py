@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.data import count_records, iter_records, load_collection
+from model.collections.data import count_records, iter_records, load_collection
 from tests.conftest import CLASSES, encode, make_collection
 
 

@@ -9,12 +9,13 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from model.config import EncoderConfig
-from model.distributed import DistInfo, convert_batchnorm
-from model.encoder import SimCLRModel
-from model.feed import CachedFeed
-from model.loss import NTXentLoss, SupConLoss
-from model.train import train
+from model.common.processes import DistInfo
+from model.embedding.backbones import EncoderConfig
+from model.training.distributed import convert_batchnorm
+from model.training.feed import CachedFeed
+from model.training.loss import NTXentLoss, SupConLoss
+from model.training.simclr import SimCLRModel
+from model.training.train import train
 from tests.conftest import tiny_config
 from tests.multiproc import run_processes
 
@@ -158,8 +159,8 @@ def test_two_process_training_checkpoints_and_resumes_exactly(image_folder: Path
 def test_streamed_shares_take_the_same_number_of_steps(image_folder: Path, tmp_path: Path) -> None:
     import shutil
 
-    from model.data import iter_records
-    from model.feed import StreamFeed
+    from model.collections.data import iter_records
+    from model.training.feed import StreamFeed
 
     data = tmp_path / "data"
     shutil.copytree(image_folder, data)
@@ -179,7 +180,7 @@ def test_streamed_shares_take_the_same_number_of_steps(image_folder: Path, tmp_p
 
 
 def _timing_worker(rank: int, out: Path) -> None:
-    from model.distributed import slowest_process
+    from model.training.distributed import slowest_process
 
     dist.init_process_group("gloo")
     mine = {"fp32": 1.0 + rank, "bf16": float("inf") if rank == 1 else 0.5, 24: 0.2 * (2 - rank)}
@@ -197,8 +198,8 @@ def test_timed_choices_agree_across_processes(tmp_path: Path) -> None:
 def _uneven_trials_worker(rank: int, out: Path) -> None:
     from datetime import timedelta
 
-    from model.encoder import SimCLRModel
-    from model.trial import TrialSteps
+    from model.training.simclr import SimCLRModel
+    from model.training.trial import TrialSteps
     from tests.conftest import tiny_config
 
     # A short timeout: a trial step that waited for the other process would fail, not hang.

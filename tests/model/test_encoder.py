@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.config import EncoderConfig
-from model.encoder import ProjectionHead, SimCLRModel
-from model.presets import preset
+from model.embedding.backbones import EncoderConfig
+from model.training.presets import preset
+from model.training.simclr import ProjectionHead, SimCLRModel
 
 
 @pytest.mark.parametrize(("name", "feature_dim"), [("cpu-small", 192), ("resnet18", 512), ("resnet50", 2048)])

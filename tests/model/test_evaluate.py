@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.evaluate import evaluate_encoder, knn_predict, linear_probe
-from model.train import train
+from model.evaluation.evaluate import evaluate_encoder, knn_predict, linear_probe
+from model.training.train import train
 from tests.conftest import tiny_config
 
 

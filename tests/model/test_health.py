@@ -1,11 +1,12 @@
-"""Health of a space (model.health): a collapse is flagged, a spread is not, a small sample is judged fairly."""
+"""Health of a space (model.evaluation.health): a collapse is flagged, a spread is not, a small sample is fair."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from model.health import collapse_warning, effective_rank, health, uniformity
+from model.common.spread import collapse_warning
+from model.evaluation.health import effective_rank, health, uniformity
 
 
 def test_health_flags_collapse_and_passes_a_spread() -> None:

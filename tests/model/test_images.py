@@ -1,4 +1,4 @@
-"""The one decode path (model.images): any mode to RGB, transparency, EXIF, the pixel limit
+"""The one decode path (model.embedding.images): any mode to RGB, transparency, EXIF, the pixel limit
 before decoding, unsupported formats, a uniform frame trimmed, and threaded decoding in order
 with a skip count."""
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from model.images import (
+from model.embedding.images import (
     SUPPORTED_FORMATS,
     ImageTooLargeError,
     SkipCount,

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from model import judge
-from model.copies import EmbedFn, to_pixels
+from model.evaluation import judge
+from model.evaluation.copies import EmbedFn, to_pixels
 
 
 def unit(x: np.ndarray) -> np.ndarray:

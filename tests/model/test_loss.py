@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from model.loss import NTXentLoss, SimilarityDistillation, SupConLoss
+from model.training.loss import NTXentLoss, SimilarityDistillation, SupConLoss
 
 
 def cos(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -1,4 +1,4 @@
-"""The ONNX export (model.onnx_export) run by ONNX Runtime (model.onnx_runtime) against torch:
+"""The ONNX export (model.embedding.onnx_export) run by ONNX Runtime (model.embedding.onnx_runtime) against torch:
 the same embeddings and the same neighbours for every preset's encoder, and the runtime choice."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import torch
 
 from index.build import build_index
 from index.store import load
-from model.checkpoint import save_encoder
-from model.embed import load_encoder
-from model.encoder import build_backbone
-from model.onnx_export import export_onnx
-from model.onnx_runtime import OnnxEncoder, export_source_sha256
-from model.presets import PRESETS, preset
-from model.runtime import Runtime, embed_bytes, load_runtime, onnx_path_for
+from model.embedding.backbones import build_backbone
+from model.embedding.embed import load_encoder
+from model.embedding.encoder_file import save_encoder
+from model.embedding.onnx_export import export_onnx
+from model.embedding.onnx_runtime import OnnxEncoder, export_source_sha256
+from model.embedding.runtime import Runtime, embed_bytes, load_runtime, onnx_path_for
+from model.training.presets import PRESETS, preset
 
 
 def untrained(name: str, folder: Path, seed: int = 0) -> Path:

@@ -1,4 +1,4 @@
-"""Optimisers and the schedule (model.optim) against formulas written out by hand."""
+"""Optimisers and the schedule (model.training.optim) against formulas written out by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from model.optim import LARS, lr_at
+from model.training.optim import LARS, lr_at
 
 
 def test_warmup_then_cosine_reaches_the_end_exactly() -> None:

@@ -1,12 +1,12 @@
-"""model.pace: the step -> schedule-position map and the re-plan rule, against naive sums."""
+"""model.training.pace: the step -> schedule-position map and the re-plan rule, against naive sums."""
 
 from __future__ import annotations
 
 import pytest
 
-from model.budget import crop_size_at, step_cost
-from model.config import AugmentConfig
-from model.pace import TOLERANCE, Pace, replan
+from model.training.budget import crop_size_at, step_cost
+from model.training.config import AugmentConfig
+from model.training.pace import TOLERANCE, Pace, replan
 
 AUG = AugmentConfig(crop_size=24, crop_size_min=16, crop_ramp_end=0.75)
 SECONDS = {16: 0.4, 24: 1.0}

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.embed import embed_tensor
-from model.encoder import SimCLRModel
-from model.precision import Candidate, choose_speed, time_candidates, training_step_timer
-from model.train import train
+from model.embedding.embed import embed_tensor
+from model.training.precision import Candidate, choose_speed, time_candidates, training_step_timer
+from model.training.simclr import SimCLRModel
+from model.training.train import train
 from tests.conftest import tiny_config
 
 CPU = torch.device("cpu")
@@ -67,12 +67,12 @@ def test_hopeless_candidates_are_cut_after_two_steps() -> None:
 
 
 def test_forced_bf16_on_a_cpu_without_it_warns_how_much_slower(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="model.precision"):
+    with caplog.at_level(logging.WARNING, logger="model.training.precision"):
         choice = choose_speed(
             amp=True, channels_last=True, device=CPU, run_step=fake_timer(EMULATED), native_bf16=False
         )
     assert choice.bf16  # forced stays forced
-    assert "13.0x as long as in fp32" in caplog.text and "--amp" in caplog.text
+    assert "13.0x as long as in fp32" in caplog.text and "train.amp=false" in caplog.text
 
 
 def test_forced_bf16_on_a_native_cpu_is_not_timed() -> None:

@@ -14,15 +14,15 @@ from PIL import Image
 
 from app.main import create_app
 from index.build import build_index
-from model import pretrained
-from model.augment import normalize
-from model.config import AugmentConfig, EncoderConfig, RunConfig, TrainConfig
-from model.efficientnet_lite import EfficientNetLite
-from model.embed import load_encoder
-from model.evaluate import evaluate_encoder
-from model.optim import build_optimizer
-from model.pretrained import MissingWeightsError, export_as_is, load_weights, starting_point, weights_path
-from model.train import train
+from model.embedding import pretrained
+from model.embedding.backbones import EncoderConfig
+from model.embedding.efficientnet_lite import EfficientNetLite
+from model.embedding.embed import load_encoder, normalize
+from model.embedding.pretrained import MissingWeightsError, export_as_is, load_weights, starting_point, weights_path
+from model.evaluation.evaluate import evaluate_encoder
+from model.training.config import AugmentConfig, RunConfig, TrainConfig
+from model.training.optim import build_optimizer
+from model.training.train import train
 from tests.app.conftest import make_settings, wait_ready
 
 LITE0 = starting_point("efficientnet_lite0")
@@ -111,7 +111,7 @@ def test_adaptation_starts_from_the_package_and_keeps_frozen_parts(image_folder:
 
 
 def test_the_backbone_learns_at_its_fraction_of_the_rate() -> None:
-    from model.encoder import SimCLRModel
+    from model.training.simclr import SimCLRModel
 
     model = SimCLRModel(adapt_config().encoder)
     opt = build_optimizer(model, adapt_config().train)
@@ -161,7 +161,7 @@ def test_a_finished_adaptation_records_which_network_it_kept(image_folder: Path,
 def test_a_distilled_adaptation_compares_every_batch_with_the_frozen_start(
     image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from model.loss import SimilarityDistillation
+    from model.training.loss import SimilarityDistillation
 
     seen: list[tuple[int, int, bool]] = []
     original = SimilarityDistillation.forward

@@ -1,4 +1,4 @@
-"""Query views (model.query_views): the crops, the squares, the JPEG draft, and the merge of the
+"""Query views (model.embedding.query_views): the crops, the squares, the JPEG draft, and the merge of the
 views' hits checked against a brute-force max over views."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from model.images import open_image, to_square
-from model.query_views import (
+from model.embedding.images import open_image, to_square
+from model.embedding.query_views import (
     QUERY_VIEWS,
     WHOLE,
     crop_views,

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.data import load_collection
-from model.sample import SampleSpec, SampleUnavailableError, converted_path, download, ensure_sample
+from model.collections.data import load_collection
+from model.collections.sample import SampleSpec, SampleUnavailableError, converted_path, download, ensure_sample
 from tests.conftest import free_port
 
 NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.budget import crop_size_at
-from model.checkpoint import load_encoder_file
-from model.config import RunConfig
-from model.embed import load_encoder
-from model.train import NonFiniteLossError, train
+from model.embedding.embed import load_encoder
+from model.embedding.encoder_file import load_encoder_file
+from model.training.budget import crop_size_at
+from model.training.config import RunConfig
+from model.training.train import NonFiniteLossError, train
 from tests.conftest import tiny_config
 
 
@@ -87,7 +87,7 @@ def test_small_collections_train_with_a_smaller_batch(image_folder: Path, tmp_pa
 
 
 def test_progressive_resizing_schedule() -> None:
-    from model.config import AugmentConfig
+    from model.training.config import AugmentConfig
 
     cfg = AugmentConfig(crop_size=32, crop_size_min=16, crop_ramp_end=0.5)
     sizes = [crop_size_at(cfg, s, 100) for s in range(100)]

@@ -1,0 +1,31 @@
+"""What a training run carries from step to step (and what a checkpoint saves of it)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from model.common.processes import DistInfo
+from model.training.simclr import SimCLRModel
+
+
+@dataclass
+class TrainState:
+    model: SimCLRModel  # the bare model: what checkpoints hold and evaluation runs
+    optimizer: torch.optim.Optimizer
+    aug_gen: torch.Generator
+    step: int = 0
+    seconds: float = 0.0  # training-step time so far, across resumes
+    wall_base: float = 0.0  # wall time of earlier calls (decode, steps, evaluation, saving)
+    call_start: float = field(default_factory=time.perf_counter)
+    forward: torch.nn.Module | None = None  # what training steps call: the DDP wrapper, if any
+    dist: DistInfo = field(default_factory=DistInfo)
+    pace_mark: tuple[int, float] = (0, 0.0)  # (step, seconds) at the last pace check (model.training.pace)
+    teacher: torch.nn.Module | None = None  # the frozen starting network that f is distilled toward
+
+    @property
+    def wall_seconds(self) -> float:
+        """Wall-clock time of the whole run so far, across resumed calls."""
+        return self.wall_base + time.perf_counter() - self.call_start
