@@ -25,6 +25,7 @@ import torch
 
 from bench.report import machine, table, today, write_section
 from model.embedding.embed import pick_device
+from model.training.budget import Plan
 from model.training.config import RunConfig, override
 from model.training.feed import CachedFeed, prepare_data
 from model.training.loss import NTXentLoss
@@ -87,7 +88,8 @@ def pipeline_images_per_second(
         log = MetricsLog(Path(tmp) / "metrics.jsonl", None)
         total = 10 * feed.steps_per_epoch  # schedule position only; the run stops far earlier
         cfg = override(cfg, **{"train.log_every": warmup})
-        run = EpochRun(cfg, feed, Pace(total, total), device, log, Path(tmp) / "ckpt.pt", None, warmup + steps, None)
+        plan = Plan(total, total, 10)
+        run = EpochRun(cfg, plan, feed, Pace.of(plan), device, log, Path(tmp) / "ckpt.pt", None, warmup + steps, None)
         train_one_epoch(state, run, 0)
         rows = [json.loads(line) for line in log.path.read_text().splitlines()]
     timed = rows[1:]  # the first window holds the warm-up (and compilation)

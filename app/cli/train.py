@@ -19,7 +19,9 @@ def train(
         "runs/default"
     ),
     preset: Annotated[str, typer.Option(help="auto (chosen from the collection) | " + " | ".join(PRESETS))] = "auto",
-    minutes: Annotated[float | None, typer.Option(help="Time budget; steps are planned to fill it.")] = None,
+    minutes: Annotated[
+        float | None, typer.Option(help="Wall time of the whole command; training fills what is left.")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs instead of a time budget.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out exactly.")] = False,
     init: Annotated[

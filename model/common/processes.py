@@ -13,7 +13,9 @@ Index builds shard by rank (index.build); training's collectives: model.training
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -96,3 +98,18 @@ def teardown() -> None:
 def barrier() -> None:
     if current().enabled:
         dist.barrier()
+
+
+def process_age() -> float:
+    """Seconds since this process started (its interpreter and imports included): what a user's
+    stopwatch, or `/usr/bin/time`, counts for a command. Linux: from /proc; elsewhere: since this
+    module was imported."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _IMPORTED
+
+
+_IMPORTED = time.monotonic()

@@ -88,38 +88,76 @@ def _embedder(net: Network, workdir: Path, device: torch.device) -> EmbedFn:
     return by_torch
 
 
+class Judging:
+    """The label-free choice, in two halves: the shipped network is measured on the held-out images
+    before training (`Judging(...)`), so its cost is known and the time budget leaves room for the
+    other half; the trained network after it (`decide`)."""
+
+    def __init__(self, shipped: Network, heldout: torch.Tensor, device: torch.device, collection_size: int) -> None:
+        self.shipped, self.device = shipped, device
+        self.images = judge.pixels_to_images(heldout[:SAMPLE])
+        self.too_small: str | None = None
+        if collection_size < MIN_COLLECTION or len(self.images) < MIN_SAMPLE:
+            self.too_small = (
+                f"the collection has {collection_size} images ({len(self.images)} held out): too few to judge "
+                f"neighbourhoods (at least {MIN_COLLECTION}, {MIN_SAMPLE} held out); keeping {shipped.name} as it ships"
+            )
+            self.seconds = 0.0
+            return
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="latent-search-judge-") as tmp:
+            self.base, self.reference = judge.measure(
+                shipped.name, _embedder(shipped, Path(tmp), device), self.images, shipped.cfg.image_size, None,
+                shipped=True,
+            )  # fmt: skip
+        self.seconds = time.perf_counter() - started
+
+    def predicted_seconds(self, trained: EncoderConfig) -> float:
+        """What `decide` will take: the shipped half's measured time, scaled by the pixels the
+        trained network embeds (the same count of images, at its side; an upper bound for a
+        lighter network)."""
+        if self.too_small:
+            return 0.0
+        return self.seconds * (trained.image_size / self.shipped.cfg.image_size) ** 2
+
+    def decide(self, trained: Network) -> Choice:
+        """Judge `trained` against the shipped network measured at the start."""
+        shipped = self.shipped
+        if self.too_small:
+            LOG.warning(self.too_small)
+            return Choice(shipped, [trained], {"chosen": shipped.name, "message": self.too_small, "too_small": True})
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="latent-search-judge-") as tmp:
+            other, _ = judge.measure(
+                trained.name, _embedder(trained, Path(tmp), self.device), self.images, trained.cfg.image_size,
+                self.reference, shipped=False,
+            )  # fmt: skip
+        pick, why = judge.choose([self.base, other])
+        record = judge.as_record([self.base, other], pick, why)
+        record["sample"] = len(self.images)
+        record["seconds"] = round(self.seconds + time.perf_counter() - started, 1)
+        kept, lost = (shipped, trained) if pick is self.base else (trained, shipped)
+        record["message"] = (
+            f"kept {kept.name}: {why[kept.name]}; {lost.name}: {why[lost.name]} "
+            f"(label-free judge on {len(self.images)} held-out images, choice.json)"
+        )
+        LOG.info(record["message"])
+        return Choice(kept, [lost], record)
+
+
 def choose(
     trained: Network, shipped: Network, heldout: torch.Tensor, device: torch.device, collection_size: int
 ) -> Choice:
     """Judge `trained` against `shipped` on held-out uint8 (N, 3, S, S) images of the collection."""
-    images = judge.pixels_to_images(heldout[:SAMPLE])
-    small = collection_size < MIN_COLLECTION or len(images) < MIN_SAMPLE
-    if small:
-        too_small = (
-            f"the collection has {collection_size} images ({len(images)} held out): too few to judge "
-            f"neighbourhoods (at least {MIN_COLLECTION}, {MIN_SAMPLE} held out); keeping {shipped.name} as it ships"
-        )
-        LOG.warning(too_small)
-        return Choice(shipped, [trained], {"chosen": shipped.name, "message": too_small, "too_small": True})
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="latent-search-judge-") as tmp:
-        base, ref = judge.measure(
-            shipped.name, _embedder(shipped, Path(tmp), device), images, shipped.cfg.image_size, None, shipped=True
-        )
-        other, _ = judge.measure(
-            trained.name, _embedder(trained, Path(tmp), device), images, trained.cfg.image_size, ref, shipped=False
-        )
-    pick, why = judge.choose([base, other])
-    record = judge.as_record([base, other], pick, why)
-    record["sample"] = len(images)
-    record["seconds"] = round(time.perf_counter() - started, 1)
-    kept, lost = (shipped, trained) if pick is base else (trained, shipped)
-    record["message"] = (
-        f"kept {kept.name}: {why[kept.name]}; {lost.name}: {why[lost.name]} "
-        f"(label-free judge on {len(images)} held-out images, choice.json)"
-    )
-    LOG.info(record["message"])
-    return Choice(kept, [lost], record)
+    return Judging(shipped, heldout, device, collection_size).decide(trained)
+
+
+def shipped_for(cfg: EncoderConfig, rival: str) -> Network | None:
+    """The network a run's result is judged against: the start of an adaptation as it ships, or a
+    run from scratch's rival (None: nothing to compare with)."""
+    if cfg.init:
+        return shipped_start(cfg)
+    return shipped_rival(rival, cfg) if rival else None
 
 
 def shipped_start(cfg: EncoderConfig) -> Network:

@@ -7,6 +7,11 @@ first step) at the smallest and the largest view size of its progressive resizin
 step's cost as linear in the view's pixel count, and picks the largest number of steps whose
 predicted cost fits the budget. Warm-up and cosine decay are then laid over exactly those steps,
 so every run ends at the end of its schedule: small collections get many epochs, large ones few.
+
+The budget is the whole command's wall time: what the steps may take is what is left of it once
+the collection is decoded, the speed trials are run and the time the end of the run needs (the
+encoder choice, saving, the ONNX export: model.training.timeline) is set aside. The step plan is
+run state, not recipe: a `Plan`, saved in checkpoints and config.json beside the RunConfig.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import logging
 import math
 import statistics
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -86,9 +91,45 @@ def plan_steps(cfg: AugmentConfig, budget_seconds: float, seconds: dict[int, flo
 StepRunner = Callable[[int], float]  # one training step at a view size -> its seconds
 
 
-def real_step_runner(model: torch.nn.Module, cfg: RunConfig, device: torch.device) -> StepRunner:
-    """Full steps of the run's batch, precision and layout, on a copy of `model` (model.training.trial)."""
-    trial = TrialSteps(model, cfg, device, images=cfg.train.batch_size)
+@dataclass(frozen=True)
+class Plan:
+    """How many steps a run takes and how they sit on its schedule (model.training.pace).
+
+    total_steps: real steps the run takes now; schedule_steps: the first plan's count, which the
+    learning-rate and view-size schedules are laid over; replans: (step, schedule position) of each
+    re-plan; step_seconds: the timed seconds of a step per view size the plans predict from;
+    budget_seconds: the wall seconds the training phase may take (0: a run by epochs);
+    epochs: passes over the data that hold total_steps.
+    """
+
+    total_steps: int
+    schedule_steps: int
+    epochs: int
+    replans: tuple[tuple[int, float], ...] = ()
+    step_seconds: tuple[tuple[int, float], ...] = ()
+    budget_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        return cls(
+            total_steps=int(data["total_steps"]),
+            schedule_steps=int(data["schedule_steps"]),
+            epochs=int(data["epochs"]),
+            replans=tuple((int(s), float(p)) for s, p in data.get("replans", ())),
+            step_seconds=tuple((int(s), float(t)) for s, t in data.get("step_seconds", ())),
+            budget_seconds=float(data.get("budget_seconds", 0.0)),
+        )
+
+
+def real_step_runner(
+    model: torch.nn.Module, cfg: RunConfig, device: torch.device, teacher: torch.nn.Module | None = None
+) -> StepRunner:
+    """Full steps of the run's batch, precision and layout (and the distillation teacher's
+    forward, when there is one), on a copy of `model` (model.training.trial)."""
+    trial = TrialSteps(model, cfg, device, images=cfg.train.batch_size, teacher=teacher)
     return lambda size: trial.run(size, bf16=bool(cfg.train.amp), channels_last=bool(cfg.train.channels_last))
 
 
@@ -102,29 +143,38 @@ def time_steps(sizes: tuple[int, ...], run: StepRunner, repeats: int = 2) -> dic
 
 
 def plan_schedule(
-    cfg: RunConfig, model: SimCLRModel, steps_per_epoch: int, dev: torch.device
-) -> tuple[RunConfig, dict[str, Any]]:
-    """Fix the run's step count: from the time budget (`minutes`, timed steps) or from `epochs`."""
+    cfg: RunConfig,
+    model: SimCLRModel,
+    steps_per_epoch: int,
+    dev: torch.device,
+    budget_seconds: Callable[[], float],
+    teacher: torch.nn.Module | None = None,
+) -> tuple[Plan, dict[str, Any]]:
+    """The run's step plan: when the recipe has a time budget, from timed steps and the training
+    phase's seconds (`budget_seconds()`, read once the steps are timed); else from its epochs."""
     t = cfg.train
-    if t.total_steps > 0:  # resumed, or given: keep it
-        return cfg, {"total_steps": t.total_steps, "from": "config"}
-    plan: dict[str, Any]
+    info: dict[str, Any]
+    seconds: dict[int, float] = {}
+    budget = 0.0
     if t.minutes > 0:
-        seconds = slowest_process(time_steps(view_sizes(cfg.augment), real_step_runner(model, cfg, dev)), dev)
-        total = plan_steps(cfg.augment, t.minutes * 60 * PLAN_SHARE, seconds)
-        plan = {"from": f"a {t.minutes:g}-minute budget", "step_seconds_by_view_size": seconds}
-        # Kept in the config (and so in checkpoints): model.training.pace re-plans against this model.
-        t = replace(t, step_seconds=tuple(sorted(seconds.items())), schedule_steps=total)
+        seconds = slowest_process(time_steps(view_sizes(cfg.augment), real_step_runner(model, cfg, dev, teacher)), dev)
+        budget = max(0.0, budget_seconds())
+        total = plan_steps(cfg.augment, budget * PLAN_SHARE, seconds)
+        info = {
+            "from": f"{budget:.0f} s of training phase in a {t.minutes:g}-minute budget",
+            "step_seconds_by_view_size": seconds,
+        }
     else:
         total = t.epochs * steps_per_epoch
-        plan = {"from": f"{t.epochs} epochs"}
+        info = {"from": f"{t.epochs} epochs"}
     epochs = max(1, math.ceil(total / steps_per_epoch))
-    plan.update(total_steps=total, epochs=round(total / steps_per_epoch, 2), steps_per_epoch=steps_per_epoch)
+    info.update(total_steps=total, epochs=round(total / steps_per_epoch, 2), steps_per_epoch=steps_per_epoch)
     LOG.info(
         "schedule: %d steps (%.2f epochs of %d steps) from %s",
         total,
         total / steps_per_epoch,
         steps_per_epoch,
-        plan["from"],
+        info["from"],
     )
-    return replace(cfg, train=replace(t, total_steps=total, epochs=epochs)), plan
+    plan = Plan(total, total, epochs, (), tuple(sorted(seconds.items())), budget)
+    return plan, info

@@ -1,6 +1,6 @@
 """Checkpoints for --resume, written atomically (encoder.pt: model.embedding.encoder_file).
 
-`checkpoint.pt` is one plain dict: config, model and optimizer state, step, times, and every
+`checkpoint.pt` is one plain dict: config, step plan, model and optimizer state, step, times, and every
 process's RNG states, so that a resumed run continues exactly where it stopped.
 """
 
@@ -14,11 +14,12 @@ import torch
 from model.embedding.encoder_file import atomic_torch_save
 
 if TYPE_CHECKING:
+    from model.training.budget import Plan
     from model.training.config import RunConfig
     from model.training.state import TrainState
 
 
-def save_checkpoint(path: Path, cfg: RunConfig, state: TrainState) -> None:
+def save_checkpoint(path: Path, cfg: RunConfig, plan: Plan, state: TrainState) -> None:
     """Rank 0 writes; under data parallelism every process must call it (it gathers RNG states)."""
     aug_states = [state.aug_gen.get_state()]
     if state.dist.enabled:
@@ -28,6 +29,9 @@ def save_checkpoint(path: Path, cfg: RunConfig, state: TrainState) -> None:
         return
     payload = {
         "config": cfg.to_dict(),
+        "plan": plan.to_dict(),
+        "phase_seconds": state.phase_seconds,
+        "eval_seconds": state.eval_seconds,
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
         "step": state.step,
@@ -62,3 +66,5 @@ def restore(state: TrainState, saved: dict[str, Any]) -> None:
     state.wall_base = float(saved.get("wall_seconds", saved["seconds"]))
     mark = saved.get("pace_mark") or (state.step, state.seconds)
     state.pace_mark = (int(mark[0]), float(mark[1]))
+    state.phase_seconds = float(saved.get("phase_seconds", state.seconds))
+    state.eval_seconds = float(saved.get("eval_seconds", 0.0))

@@ -6,7 +6,7 @@ serving and evaluation can rebuild the encoder without any training flags.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from model.embedding.backbones import EncoderConfig
@@ -67,14 +67,9 @@ class TrainConfig:
     """Optimisation, loss and bookkeeping."""
 
     epochs: int = 10  # used when minutes is 0
-    minutes: float = 0.0  # train for this much step time: the step count is planned by timing steps
-    total_steps: int = 0  # the planned step count (0: not planned yet), kept for resume
-    # A budgeted run's pace (model.training.pace): the first plan's step count, which the learning-rate
-    # and view-size schedules are laid over; the (step, schedule position) of each re-plan; the
-    # timed seconds of a step per view size that the plan and the re-plans predict from.
-    schedule_steps: int = 0
-    replans: tuple[tuple[int, float], ...] = ()
-    step_seconds: tuple[tuple[int, float], ...] = ()
+    # The whole command's wall time (decode, training, the checks, the encoder choice, saving):
+    # the step count is planned to fill what is left of it (model.training.budget). 0: epochs.
+    minutes: float = 0.0
     batch_size: int = 256  # per process: N processes train with a global batch of N * batch_size
     lr: float = 0.6  # peak learning rate (already scaled for the global batch)
     weight_decay: float = 5e-4
@@ -100,7 +95,7 @@ class TrainConfig:
     num_workers: int = 2  # decode workers when streaming (collections too big to cache)
     cache_max_bytes: int = 2 * 1024**3
     device_cache_max_bytes: int = 4 * 1024**3  # the cache moves to the GPU when it is at most this
-    max_minutes: float = 0.0  # stop cleanly after this much training time (0: no limit)
+    max_minutes: float = 0.0  # stop cleanly after this much training-step time (0: no limit)
     # Adapting a pretrained f: its learning rate as a fraction of the head's, its batch-norm
     # layers kept on the pretrained statistics, its first blocks left as they are.
     backbone_lr_scale: float = 1.0
@@ -117,8 +112,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ValueError("epochs must be >= 1")
-        if self.minutes < 0 or self.total_steps < 0:
-            raise ValueError("minutes and total_steps must be >= 0")
+        if self.minutes < 0 or self.max_minutes < 0:
+            raise ValueError("minutes and max_minutes must be >= 0")
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2 (contrastive learning needs negatives)")
         if self.lr <= 0:
@@ -135,9 +130,6 @@ class TrainConfig:
             raise ValueError("frozen_blocks must be >= 0")
         if self.distill < 0 or self.distill_temperature <= 0:
             raise ValueError("distill must be >= 0 and distill_temperature > 0")
-        # JSON and checkpoints give lists back
-        self.replans = tuple((int(s), float(p)) for s, p in self.replans)
-        self.step_seconds = tuple((int(s), float(t)) for s, t in self.step_seconds)
 
 
 @dataclass
@@ -152,11 +144,18 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """From `to_dict`'s output; keys a section no longer has (a run folder written by an
+        earlier version, e.g. its step plan, now model.training.budget.Plan) are left out."""
+
+        def known(section: type, values: dict[str, Any]) -> dict[str, Any]:
+            names = {f.name for f in fields(section)}
+            return {k: v for k, v in values.items() if k in names}
+
         return cls(
             preset=str(data.get("preset", "custom")),
-            encoder=EncoderConfig(**data["encoder"]),
-            augment=AugmentConfig(**data["augment"]),
-            train=TrainConfig(**data["train"]),
+            encoder=EncoderConfig(**known(EncoderConfig, data["encoder"])),
+            augment=AugmentConfig(**known(AugmentConfig, data["augment"])),
+            train=TrainConfig(**known(TrainConfig, data["train"])),
         )
 
 

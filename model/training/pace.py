@@ -2,15 +2,16 @@
 
 model.training.budget fixes the step count from steps timed before the run; on a shared VM the speed then
 drifts (steps measured 35 % slower than their trial, or faster once a neighbour stops), and the
-run either hits its hard stop (`max_minutes`) with its schedule unfinished or finishes early.
-So a budgeted run checks its pace about every tenth of its steps: it compares the step time of
-the last stretch with what the plan's timing model predicted for it, and when the budget would
-be missed (or left unused) by more than TOLERANCE it changes the number of steps left.
+checks between epochs add time the trial did not see, so the run would overrun its budget or
+finish early. So a budgeted run checks its pace about every tenth of its steps: it compares the
+wall time of the last stretch (steps, checks, checkpoints) with what the plan's timing model
+predicted for it, and when the budget would be missed (or left unused) by more than TOLERANCE it
+changes the number of steps left.
 
 The learning-rate and view-size schedules stay those of the first plan: a `Pace` maps each real
 step to a position on that schedule, linearly from the last re-plan to the schedule's end, so
 the learning rate is continuous at a re-plan and still reaches the cosine's end at the last
-step. The re-plans are part of the config (checkpointed), so a resumed run follows them.
+step. The re-plans are part of the run's Plan (checkpointed), so a resumed run follows them.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from model.training.budget import PLAN_SHARE, crop_size_at, step_cost
-from model.training.config import AugmentConfig, RunConfig
+from model.training.budget import PLAN_SHARE, Plan, crop_size_at, step_cost
+from model.training.config import AugmentConfig
 from model.training.distributed import slowest_process
 
 LOG = logging.getLogger(__name__)
@@ -42,9 +43,8 @@ class Pace:
     knots: tuple[tuple[int, float], ...] = ()  # (real step, schedule position) of each re-plan
 
     @classmethod
-    def of(cls, cfg: RunConfig) -> Pace:
-        t = cfg.train
-        return cls(t.total_steps, t.schedule_steps or t.total_steps, t.replans)
+    def of(cls, plan: Plan) -> Pace:
+        return cls(plan.total_steps, plan.schedule_steps or plan.total_steps, plan.replans)
 
     def position(self, step: int) -> float:
         """The schedule position of real step `step` (equal to it until the first re-plan)."""
@@ -59,18 +59,14 @@ class Pace:
     def check_every(self) -> int:
         return max(MIN_CHECK_STEPS, self.length // CHECKS)
 
-    def due(self, cfg: RunConfig, step: int) -> bool:
+    def due(self, plan: Plan, step: int) -> bool:
         """Whether `step` is a pace check of a budgeted run that re-plans."""
-        t = cfg.train
-        return t.minutes > 0 and bool(t.step_seconds) and step % self.check_every() == 0
+        return plan.budget_seconds > 0 and bool(plan.step_seconds) and step % self.check_every() == 0
 
-    def apply(self, cfg: RunConfig, steps_per_epoch: int) -> RunConfig:
-        """`cfg` with this pace's step count, epochs and re-plans (what checkpoints and the loop read)."""
+    def apply(self, plan: Plan, steps_per_epoch: int) -> Plan:
+        """`plan` with this pace's step count, epochs and re-plans (what checkpoints and the loop read)."""
         epochs = max(1, -(-self.total // max(1, steps_per_epoch)))
-        train = replace(
-            cfg.train, total_steps=self.total, schedule_steps=self.length, replans=self.knots, epochs=epochs
-        )
-        return replace(cfg, train=train)
+        return replace(plan, total_steps=self.total, schedule_steps=self.length, replans=self.knots, epochs=epochs)
 
 
 def stretch_seconds(cfg: AugmentConfig, seconds: dict[int, float], length: int, start: float, end: float) -> float:
@@ -124,19 +120,19 @@ def replan(
 
 def pace_check(
     pace: Pace,
-    cfg: RunConfig,
+    plan: Plan,
+    cfg: AugmentConfig,
     step: int,
     seconds: float,
     mark: tuple[int, float],
     warmup: int,
     device: torch.device,
 ) -> tuple[Pace, dict[str, float]] | None:
-    """`replan` at a check step (`Pace.due`) of a run, after its warm-up; `mark`: the last check's
-    (step, seconds). Under data parallelism every process calls it and all decide alike."""
+    """`replan` at a check step (`Pace.due`) of a run, after its warm-up; `seconds`: the training
+    phase's wall seconds so far; `mark`: the last check's (step, seconds). Under data parallelism
+    every process calls it and all decide alike."""
     if step <= warmup or mark[0] >= step:
         return None
     timing = slowest_process({"now": seconds, "mark": mark[1]}, device)  # the slowest process's clock
-    budget = cfg.train.minutes * 60 * PLAN_SHARE
-    return replan(
-        pace, cfg.augment, dict(cfg.train.step_seconds), step, (mark[0], timing["mark"]), timing["now"], budget
-    )
+    budget = plan.budget_seconds * PLAN_SHARE
+    return replan(pace, cfg, dict(plan.step_seconds), step, (mark[0], timing["mark"]), timing["now"], budget)

@@ -12,9 +12,9 @@ import torch
 
 from model.common.hardware import describe
 from model.embedding.encoder_file import CANDIDATES, CHOICE, save_encoder
-from model.training.adapt import Network, choose, shipped_rival, shipped_start
+from model.training.adapt import Judging, Network
+from model.training.budget import Plan
 from model.training.config import RunConfig
-from model.training.feed import EvalSet
 from model.training.run_dir import ENCODER
 from model.training.state import TrainState
 
@@ -24,29 +24,27 @@ LOG = logging.getLogger(__name__)
 def release(
     state: TrainState,
     cfg: RunConfig,
-    evalset: EvalSet,
+    plan: Plan,
     data: str,
     run_dir: Path,
     *,
     final: bool,
     device: torch.device,
-    collection_size: int = 0,
+    judging: Judging | None = None,
 ) -> str | None:
     """Write encoder.pt and encoder.onnx. At the end of a run, of the network the label-free judge
-    prefers (model.training.adapt): the adapted one or the pretrained one it started from; the one trained
-    from scratch or the run's rival as it ships. The others go to candidates/ (`eval` reports
-    them too) and the judge's scores to choice.json. Returns what to tell the user."""
+    prefers (`judging`, model.training.adapt): the adapted one or the pretrained one it started
+    from; the one trained from scratch or the run's rival as it ships. The others go to
+    candidates/ (`eval` reports them too) and the judge's scores to choice.json. Returns what to
+    tell the user."""
     trained = Network("adapted" if cfg.encoder.init else "trained", state.model.backbone, cfg.encoder,
                       state.model.feature_dim, shipped=False)  # fmt: skip
     kept, choice, message = trained, None, None
     if final:  # the networks compared and not kept, as encoder files: `eval` reports their kNN too
         shutil.rmtree(run_dir / CANDIDATES, ignore_errors=True)
         (run_dir / CANDIDATES).mkdir()
-        shipped = shipped_start(cfg.encoder) if cfg.encoder.init else None
-        if shipped is None and cfg.train.rival:
-            shipped = shipped_rival(cfg.train.rival, cfg.encoder)
-        if shipped is not None:
-            result = choose(trained, shipped, evalset.heldout, device, collection_size or len(evalset.heldout))
+        if judging is not None:
+            result = judging.decide(trained)
             kept, choice, message = result.kept, result.record, result.message
             (run_dir / CHOICE).write_text(json.dumps(choice, indent=2) + "\n")
             for other in result.others:
@@ -62,9 +60,9 @@ def release(
             "choice": choice,
             "data": str(data),
             "step": state.step,
-            "total_steps": cfg.train.total_steps,
-            "planned_steps": cfg.train.schedule_steps or cfg.train.total_steps,  # before re-plans
-            "replans": len(cfg.train.replans),
+            "total_steps": plan.total_steps,
+            "planned_steps": plan.schedule_steps or plan.total_steps,  # before re-plans
+            "replans": len(plan.replans),
             "seconds": state.seconds,
             "preset": cfg.preset,
             "processes": state.dist.world_size,

@@ -22,7 +22,14 @@ class TrainState:
     call_start: float = field(default_factory=time.perf_counter)
     forward: torch.nn.Module | None = None  # what training steps call: the DDP wrapper, if any
     dist: DistInfo = field(default_factory=DistInfo)
-    pace_mark: tuple[int, float] = (0, 0.0)  # (step, seconds) at the last pace check (model.training.pace)
+    pace_mark: tuple[int, float] = (0, 0.0)  # (step, phase seconds) at the last pace check (model.training.pace)
+    # Wall time of the training phase across resumed calls: from each step's end to the next one's
+    # (so the checks between epochs and checkpoints count), read on the loop's clock; what a
+    # budgeted run's pace is measured in. And the time of the checks alone.
+    phase_seconds: float = 0.0
+    last_step_end: float | None = None  # the clock at this call's latest step end
+    eval_seconds: float = 0.0
+    last_eval_seconds: float | None = None  # the latest check's cost, in this call
     teacher: torch.nn.Module | None = None  # the frozen starting network that f is distilled toward
 
     @property

@@ -1,9 +1,10 @@
 """The SimCLR training job: train() runs epochs of train_one_epoch() over a data feed.
 
-Reading order: `train` -> `_train` (open the run folder, data, model, speed and step plan,
-then `_loop`, then `_save_encoder`) -> `train_one_epoch` (the steps). What it writes is
-described in model.training.run_dir; checkpoints and resume are model.training.checkpoint; evaluation between
-epochs is model.evaluation.evaluate.evaluate_epoch.
+Reading order: `train` -> `_train` (open the run folder, data, model, speed, the shipped half of
+the encoder choice, the step plan, then `_loop`, then `release`) -> `train_one_epoch` (the steps).
+What it writes is described in model.training.run_dir; checkpoints and resume are
+model.training.checkpoint; the check between epochs is model.training.monitor; the wall-clock
+budget is model.training.timeline.
 
 Kept whole (about 360 lines): the step, the epoch and the run share one state and one set of
 stop rules (schedule end, budget, this call's deadline, divergence); everything else is split out.
@@ -27,11 +28,12 @@ from model.common.processes import DistInfo, barrier, teardown
 from model.common.processes import setup as setup_distributed
 from model.common.spread import collapse_warning
 from model.embedding.pretrained import as_is, load_weights
+from model.training.adapt import Judging, shipped_for
 from model.training.augment import SimCLRAugment
-from model.training.budget import crop_size_at, plan_schedule
+from model.training.budget import Plan, crop_size_at, plan_schedule
 from model.training.checkpoint import restore, save_checkpoint
 from model.training.config import RunConfig
-from model.training.distributed import any_process, convert_batchnorm, mean_over_processes
+from model.training.distributed import any_process, convert_batchnorm, mean_over_processes, slowest_process
 from model.training.feed import CachedFeed, EvalSet, StreamFeed, prepare_data
 from model.training.loss import NTXentLoss, SimilarityDistillation, SupConLoss
 from model.training.monitor import evaluate_epoch
@@ -42,11 +44,13 @@ from model.training.release import release
 from model.training.run_dir import CHECKPOINT, CONFIG, ENCODER, METRICS, MetricsLog, open_run, write_config
 from model.training.simclr import SimCLRModel, freeze, set_train_mode
 from model.training.state import TrainState
+from model.training.timeline import EVAL_SHARE, Timeline, clock_text
 
 LOG = logging.getLogger(__name__)
 
 
-MAX_EPOCH_ROWS = 200  # epoch evaluations (and checkpoints) in one run, at most
+MAX_EPOCH_ROWS = 200  # epoch evaluations (and checkpoints) in one run by epochs, at most
+PHASE_HARD_STOP = 1.05  # a budgeted training phase stops at this share of its seconds, whatever the plan
 clock = time.perf_counter  # what training steps are timed with (a test can run on a fake one)
 
 
@@ -72,11 +76,12 @@ class TrainResult:
 
 @dataclass
 class EpochRun:
-    """What every epoch of a run shares: the config, the feed, where to log and when to stop.
+    """What every epoch of a run shares: the recipe, the plan, the feed, where to log and when to stop.
 
-    `cfg` and `pace` change when a budgeted run re-plans its step count (model.training.pace)."""
+    `plan` and `pace` change when a budgeted run re-plans its step count (model.training.pace)."""
 
     cfg: RunConfig
+    plan: Plan
     feed: CachedFeed | StreamFeed
     pace: Pace
     device: torch.device
@@ -85,6 +90,9 @@ class EpochRun:
     bar: tqdm[Any] | None
     stop_at_step: int | None  # this call stops (checkpointed) at this step
     deadline: float | None  # ... or at this many training seconds
+    timeline: Timeline = field(default_factory=lambda: Timeline(0.0, 0.0))  # the command's wall clock
+    after: float = 0.0  # seconds the end of the run needs (the choice, saving)
+    phase_deadline: float | None = None  # the training phase stops at this many wall seconds
 
     @property
     def total_steps(self) -> int:
@@ -92,16 +100,17 @@ class EpochRun:
 
     def check_pace(self, state: TrainState, warmup: int) -> None:
         """At a pace check, re-plan the steps left when the budget would be missed (model.training.pace)."""
-        if not self.pace.due(self.cfg, state.step):
+        if not self.pace.due(self.plan, state.step):
             return
-        mark, state.pace_mark = state.pace_mark, (state.step, state.seconds)
-        change = pace_check(self.pace, self.cfg, state.step, state.seconds, mark, warmup, self.device)
+        now = state.phase_seconds
+        mark, state.pace_mark = state.pace_mark, (state.step, now)
+        change = pace_check(self.pace, self.plan, self.cfg.augment, state.step, now, mark, warmup, self.device)
         if change is None:
             return
         self.pace, record = change
-        self.cfg = self.pace.apply(self.cfg, self.feed.steps_per_epoch)
+        self.plan = self.pace.apply(self.plan, self.feed.steps_per_epoch)
         if self.log is not None:
-            self.log.write({"kind": "replan", **record, "seconds": state.seconds})
+            self.log.write({"kind": "replan", **record, "seconds": state.seconds, "phase_seconds": now})
         if self.bar is not None:
             self.bar.total = self.pace.total
             self.bar.refresh()
@@ -156,21 +165,26 @@ def train_one_epoch(state: TrainState, run: EpochRun, epoch: int) -> tuple[float
         loss.backward()
         opt.step()
         state.step += 1
-        state.seconds += clock() - tick
+        tock = clock()
+        state.seconds += tock - tick
+        state.phase_seconds += tock - (tick if state.last_step_end is None else state.last_step_end)
+        state.last_step_end = tock
         window_images += images.shape[0] * state.dist.world_size
         run.check_pace(state, warmup)
         total_steps = run.total_steps
         log_due = state.step % t.log_every == 0 or state.step == total_steps
         checkpoint_due = bool(t.checkpoint_every) and state.step % t.checkpoint_every == 0
         stop = run.stop_at_step is not None and state.step >= run.stop_at_step
-        if run.deadline is not None:  # clocks differ between processes; all stop together
-            stop = any_process(stop or state.seconds >= run.deadline, device)
+        if run.deadline is not None or run.phase_deadline is not None:  # clocks differ: all stop together
+            late = run.deadline is not None and state.seconds >= run.deadline
+            late |= run.phase_deadline is not None and state.phase_seconds >= run.phase_deadline
+            stop = any_process(stop or late, device)
         if log_due or checkpoint_due or stop or state.step in (epoch_end, total_steps):
             loss_value = float(global_loss)
             if bool(nonfinite):
                 raise NonFiniteLossError(
                     f"the loss became non-finite by step {state.step} (last {loss_value}, lr {lr:.4g}); "
-                    "training diverged. Start a new run with a lower --lr or a higher --temperature"
+                    "training diverged. Start a new run with a lower --set train.lr or a higher --set train.temperature"
                 )
         if log is not None and log_due:
             elapsed = time.perf_counter() - window_start
@@ -190,11 +204,14 @@ def train_one_epoch(state: TrainState, run: EpochRun, epoch: int) -> tuple[float
             )
             window_start, window_images = time.perf_counter(), 0
             if bar is not None:
-                bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.3g}", img_s=f"{ips:.0f}", px=view_size)
+                shown = {"loss": f"{loss_value:.3f}", "lr": f"{lr:.3g}", "img_s": f"{ips:.0f}", "px": view_size}
+                if run.timeline.budgeted:  # the whole command's time left (the bar's own ETA is the steps')
+                    shown["left"] = clock_text(run.timeline.left())
+                bar.set_postfix(shown)
         if bar is not None:
             bar.update(1)
         if checkpoint_due:
-            save_checkpoint(run.ckpt_path, run.cfg, state)
+            save_checkpoint(run.ckpt_path, run.cfg, run.plan, state)
         if stop:
             return loss_value, True
     return loss_value, False
@@ -210,19 +227,23 @@ def train(
     progress: bool = True,
     stop_at_step: int | None = None,
     stop_after_minutes: float | None = None,
+    started: float | None = None,
 ) -> TrainResult:
     """Train (or resume) a SimCLR run in `out`. See the module docstring for what it writes.
 
-    `stop_at_step` and `stop_after_minutes` (of training time in this call) checkpoint and stop
-    early, for machines that give a command a limited time: continue with resume=True.
+    With `cfg.train.minutes`, the whole call (from `started`, a perf_counter() reading; default:
+    this process's start) fits in that many minutes (model.training.timeline). `stop_at_step` and
+    `stop_after_minutes` (of training time in this call) checkpoint and stop early, for machines
+    that give a command a limited time: continue with resume=True (a resumed call follows the
+    plan of the first one).
 
-    Under torchrun (model.training.distributed) every process runs this with its share of each global
+    Under torchrun (model.common.processes) every process runs this with its share of each global
     batch; only rank 0 writes files, and `out` and `data` must be paths every process can read.
     """
     info, dev, created = setup_distributed(device)
     try:
         stops = (stop_at_step, stop_after_minutes)
-        return _train(cfg, data, Path(out), info, dev, resume, progress and info.is_main, stops)
+        return _train(cfg, data, Path(out), info, dev, resume, progress and info.is_main, stops, started)
     finally:
         if created:
             teardown()
@@ -237,6 +258,7 @@ def _train(
     resume: bool,
     progress: bool,
     stops: tuple[int | None, float | None],
+    started: float | None,
 ) -> TrainResult:
     call_start = time.perf_counter()
     if dev.type == "cuda":
@@ -244,6 +266,8 @@ def _train(
     saved = open_run(run_dir, resume, info.world_size)
     if saved is not None:
         cfg = RunConfig.from_dict(saved["config"])
+    fresh_budget = cfg.train.minutes if saved is None else 0.0  # a resumed call follows its plan
+    timeline = Timeline(fresh_budget, started) if started is not None else Timeline.since_process_start(fresh_budget)
     barrier()  # every process has checked the run folder before rank 0 writes to it
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -261,14 +285,35 @@ def _train(
             cfg.train.batch_size,
         )
         cfg = replace(cfg, train=replace(cfg.train, batch_size=data_info["batch_size"]))
-    model, cfg = _build_model(cfg, dev, feed.steps_per_epoch, run_dir, fresh=saved is None, dist=info)
+    model, cfg, speed = _build_model(cfg, dev, fresh=saved is None, dist=info)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    teacher = _teacher(cfg, dev)
+    # The shipped half of the encoder choice, measured now: its cost is known before the plan.
+    judging = _judging(cfg, evalset, dev, int(data_info["images"])) if timeline.budgeted and info.is_main else None
+    after = judging.predicted_seconds(cfg.encoder) if judging is not None else 0.0
+    if info.enabled:  # rank 0 alone judges: every process plans with its figure
+        after = slowest_process({"after": after}, dev)["after"]
+    if saved is not None:
+        plan, schedule = Plan.from_dict(saved["plan"]), {"from": "the checkpoint"}
+    else:
+        plan, schedule = plan_schedule(
+            cfg, model, feed.steps_per_epoch, dev, lambda: timeline.training_seconds(after), teacher
+        )
+    if warning := timeline.too_short(after):
+        LOG.warning(warning)
+    if info.is_main and (saved is None or not (run_dir / CONFIG).exists()):
+        # A resumed run keeps the first call's record: its settings come from the checkpoint.
+        write_config(run_dir, cfg, plan=plan.to_dict(), speed={**speed, "machine": describe(dev)}, schedule=schedule)
+    if info.enabled and cfg.train.sync_bn:
+        convert_batchnorm(model, dev)
     # Each process augments with its own stream; rank 0's is the one-process stream.
     aug_seed = cfg.train.seed + 1_000_003 * info.rank
     state = TrainState(
         model, build_optimizer(model, cfg.train), torch.Generator(device=dev).manual_seed(aug_seed), dist=info
     )
     state.call_start = call_start
-    state.teacher = _teacher(cfg, dev)
+    state.teacher = teacher
     if saved is not None:
         restore(state, saved)
         LOG.info("resumed %s at step %d", run_dir, state.step)
@@ -280,37 +325,42 @@ def _train(
     if cfg.train.compile:
         state.forward.compile()
     log = MetricsLog(run_dir / METRICS, state.step if saved is not None else None) if info.is_main else None
-    # Deadlines in training seconds: the run's budget (max_minutes), and this call's.
+    # Deadlines in training seconds: the run's hard stop (max_minutes), and this call's.
     stop_at_step, stop_after_minutes = stops
     budget = cfg.train.max_minutes * 60 if cfg.train.max_minutes > 0 else None
     this_call = state.seconds + stop_after_minutes * 60 if stop_after_minutes else None
     deadline = min((d for d in (budget, this_call) if d is not None), default=None)
+    phase_deadline = plan.budget_seconds * PHASE_HARD_STOP if plan.budget_seconds > 0 else None
     bar = tqdm(
-        total=cfg.train.total_steps,
+        total=plan.total_steps,
         initial=state.step,
         desc="train",
         unit="step",
         dynamic_ncols=True,
         disable=not progress,
     )
-    run = EpochRun(cfg, feed, Pace.of(cfg), dev, log, run_dir / CHECKPOINT, bar, stop_at_step, deadline)
+    run = EpochRun(cfg, plan, feed, Pace.of(plan), dev, log, run_dir / CHECKPOINT, bar, stop_at_step, deadline,
+                   timeline, after, phase_deadline)  # fmt: skip
     try:
         loss, last_eval = _loop(state, run, evalset)
     finally:
         bar.close()
-    cfg = run.cfg  # with the steps and re-plans it ran
-    save_checkpoint(run.ckpt_path, cfg, state)
-    if state.step < run.total_steps and budget is not None and state.seconds >= budget:
-        LOG.warning(
-            "stopped at the %.1f-minute budget at step %d of %d", cfg.train.max_minutes, state.step, run.total_steps
-        )
+    plan = run.plan  # with the steps and re-plans it ran
+    save_checkpoint(run.ckpt_path, cfg, plan, state)
+    cut = (budget is not None and state.seconds >= budget) or (
+        phase_deadline is not None and state.phase_seconds >= phase_deadline
+    )
+    if state.step < run.total_steps and cut:
+        LOG.warning("stopped at the budget's end at step %d of %d", state.step, run.total_steps)
     if info.is_main:
-        final = state.step >= run.total_steps or (budget is not None and state.seconds >= budget)
-        message = release(
-            state, cfg, evalset, str(data), run_dir, final=final, device=dev, collection_size=int(data_info["images"])
-        )
+        final = state.step >= run.total_steps or cut
+        if final and judging is None:
+            judging = _judging(cfg, evalset, dev, int(data_info["images"]))
+        message = release(state, cfg, plan, str(data), run_dir, final=final, device=dev, judging=judging)
         if message:
             bar.write(message)
+        if timeline.budgeted:
+            LOG.info("the run took %.0f s of its %.0f-s budget", timeline.elapsed(), timeline.minutes * 60)
     barrier()  # encoder.pt exists for every process once train() returns
     return TrainResult(
         run_dir,
@@ -325,10 +375,10 @@ def _train(
 
 
 def _build_model(
-    cfg: RunConfig, dev: torch.device, steps_per_epoch: int, run_dir: Path, *, fresh: bool, dist: DistInfo
-) -> tuple[SimCLRModel, RunConfig]:
-    """The model (from its starting point, frozen parts frozen), with the config completed by
-    measurement: precision and layout (model.training.precision), then the step count (plan_schedule)."""
+    cfg: RunConfig, dev: torch.device, *, fresh: bool, dist: DistInfo
+) -> tuple[SimCLRModel, RunConfig, dict[str, Any]]:
+    """The model (from its starting point, frozen parts frozen), with the recipe completed by
+    measurement: precision and layout (model.training.precision); and that measurement's record."""
     model = SimCLRModel(cfg.encoder).to(dev)
     if cfg.encoder.init and fresh:  # a resumed run takes its weights from the checkpoint
         point = load_weights(model.backbone, cfg.encoder.init)
@@ -343,15 +393,7 @@ def _build_model(
         run_step=training_step_timer(model, cfg, dev),
     )
     cfg = replace(cfg, train=replace(cfg.train, amp=speed.bf16, channels_last=speed.channels_last))
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    cfg, plan = plan_schedule(cfg, model, steps_per_epoch, dev)
-    if dist.is_main and (fresh or not (run_dir / CONFIG).exists()):
-        # A resumed run keeps the first call's record: its settings come from the checkpoint.
-        write_config(run_dir, cfg, speed={**speed.record(), "machine": describe(dev)}, schedule=plan)
-    if dist.enabled and cfg.train.sync_bn:
-        convert_batchnorm(model, dev)
-    return model, cfg
+    return model, cfg, speed.record()
 
 
 def _teacher(cfg: RunConfig, dev: torch.device) -> torch.nn.Module | None:
@@ -365,25 +407,44 @@ def _teacher(cfg: RunConfig, dev: torch.device) -> torch.nn.Module | None:
     return teacher
 
 
+def _judging(cfg: RunConfig, evalset: EvalSet, dev: torch.device, images: int) -> Judging | None:
+    """The shipped network measured on the held-out images (None: nothing to compare with)."""
+    shipped = shipped_for(cfg.encoder, cfg.train.rival)
+    return None if shipped is None else Judging(shipped, evalset.heldout, dev, images)
+
+
+def _eval_due(state: TrainState, run: EpochRun, epoch: int, last: bool, stopped: bool) -> bool:
+    """Whether the check between epochs runs now. A budgeted run spends at most EVAL_SHARE of its
+    training phase on them, and checks at its end only when the time left holds one more; a run by
+    epochs checks at most MAX_EPOCH_ROWS times, and always at its end."""
+    if not run.timeline.budgeted:
+        eval_every = max(1, math.ceil(run.plan.epochs / MAX_EPOCH_ROWS))
+        return stopped or last or (epoch + 1) % eval_every == 0
+    if last or stopped:
+        cost = state.last_eval_seconds or 0.0
+        return run.timeline.training_seconds(run.after) > cost
+    return state.eval_seconds <= EVAL_SHARE * state.phase_seconds
+
+
 def _loop(state: TrainState, run: EpochRun, evalset: EvalSet) -> tuple[float, dict[str, Any]]:
     """Epochs until the schedule's end (or a stop): (last loss, last evaluation row)."""
     spe = run.feed.steps_per_epoch
     loss, last_eval = math.nan, {}
-    eval_every = max(1, math.ceil(run.cfg.train.epochs / MAX_EPOCH_ROWS))
     set_train_mode(state.model, run.cfg.train.freeze_bn)
     for epoch in itertools.count(state.step // spe):
-        if epoch >= run.cfg.train.epochs:  # read each time: a re-plan changes it
+        if epoch >= run.plan.epochs:  # read each time: a re-plan changes it
             break
         loss, stopped = train_one_epoch(state, run, epoch)
         if stopped and state.step % spe != 0:
             break
         last = state.step >= run.total_steps
-        # A small collection trained for a budget runs thousands of tiny epochs: evaluate and
-        # checkpoint at most MAX_EPOCH_ROWS times, and always at the end.
-        if not (stopped or last or (epoch + 1) % eval_every == 0):
+        if not _eval_due(state, run, epoch, last, stopped):
             continue
         if run.log is not None:
+            began = time.perf_counter()
             last_eval = evaluate_epoch(state.model, run.cfg, evalset, run.device, epoch, force_knn=last)
+            state.last_eval_seconds = time.perf_counter() - began
+            state.eval_seconds += state.last_eval_seconds
             run.log.write(
                 {
                     "kind": "epoch",
@@ -392,6 +453,7 @@ def _loop(state: TrainState, run: EpochRun, evalset: EvalSet) -> tuple[float, di
                     "loss": loss,
                     "seconds": state.seconds,
                     "wall_seconds": state.wall_seconds,
+                    "eval_seconds": round(state.last_eval_seconds, 2),
                     **last_eval,
                 }
             )
@@ -401,7 +463,7 @@ def _loop(state: TrainState, run: EpochRun, evalset: EvalSet) -> tuple[float, di
                 if run.bar is not None:
                     run.bar.write(f"WARNING: {warning}")
         barrier()  # the others wait while rank 0 evaluates
-        save_checkpoint(run.ckpt_path, run.cfg, state)
+        save_checkpoint(run.ckpt_path, run.cfg, run.plan, state)
         if stopped:
             break
     return loss, last_eval

@@ -2,7 +2,8 @@
 
 `model.training.precision` times them per precision and memory layout on a small batch; `model.training.budget`
 times them at the run's batch and view sizes to plan the step count. Each step is a real one
-(per-sample augmentation, forward, NT-Xent, backward, an SGD step) on a deep copy, with random
+(per-sample augmentation, forward, the teacher's forward when distilling, NT-Xent, backward,
+an SGD step) on a deep copy, with random
 pixels and generators of its own: the run's model, optimizer and random streams are untouched.
 """
 
@@ -21,8 +22,16 @@ from model.training.simclr import set_train_mode
 
 
 class TrialSteps:
-    def __init__(self, model: torch.nn.Module, cfg: RunConfig, device: torch.device, images: int) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cfg: RunConfig,
+        device: torch.device,
+        images: int,
+        teacher: torch.nn.Module | None = None,
+    ) -> None:
         self.device = device
+        self.teacher = teacher  # a distilled run's frozen network: its forward is part of each step
         self.model = copy.deepcopy(model).to(device)
         set_train_mode(self.model, cfg.train.freeze_bn)  # as the run trains: frozen batch norm stays so
         trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -43,8 +52,12 @@ class TrialSteps:
         self._sync()
         start = time.perf_counter()
         v1, v2 = self.augment(self.images, self.gen, size)
+        x = torch.cat([v1, v2]).contiguous(memory_format=fmt)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-            _, z = self.model(torch.cat([v1, v2]).contiguous(memory_format=fmt))
+            _, z = self.model(x)
+            if self.teacher is not None:
+                with torch.no_grad():
+                    self.teacher(x)
         # Processes may run different numbers of trial steps (slow candidates are cut on each
         # one's own timings): no collective may happen here, or they would wait for each other.
         with local_only():

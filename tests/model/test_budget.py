@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from model.training import budget as budget_module
 from model.training import train as train_module
 from model.training.budget import crop_size_at, plan_steps, schedule_seconds
 from model.training.config import AugmentConfig
 from model.training.train import train
 from tests.conftest import make_collection, tiny_config
+from tests.model.conftest import budgeted, step_clock
 
 
 def naive_seconds(cfg: AugmentConfig, total: int, seconds: dict[int, float]) -> float:
@@ -42,29 +41,13 @@ def test_progressive_resizing_cost_matches_a_step_by_step_sum(total: int) -> Non
     assert steps > 300  # small early views buy more than 300 one-second steps
 
 
-def step_clock(seconds_per_step: float):  # type: ignore[no-untyped-def]
-    """A fake `model.training.train.clock`: a step is timed by two calls, and every step takes `seconds_per_step`."""
-    calls = itertools.count()
-    return lambda: ((next(calls) + 1) // 2) * seconds_per_step
-
-
-@pytest.fixture
-def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every view size 'takes' 1/16 s a step, in the trial and in the run: a 0.1-minute budget
-    plans int(0.97 * 6 * 16) = 93 steps, and the run keeps to them."""
-    monkeypatch.setattr(budget_module, "time_steps", lambda sizes, run, repeats=2: dict.fromkeys(sizes, 0.0625))
-    monkeypatch.setattr(train_module, "clock", step_clock(0.0625))
-
-
-def budgeted(**train: object):  # type: ignore[no-untyped-def]
-    return tiny_config(**{"minutes": 0.1, "knn_every": 0, "log_every": 10, **train})
-
-
 def test_a_budgeted_run_ends_at_the_end_of_its_schedule(fixed_clock: None, image_folder: Path, tmp_path: Path) -> None:
     result = train(budgeted(), str(image_folder), tmp_path / "run", progress=False)
     assert result.total_steps == 93 and result.step == 93 and result.finished
     record = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert record["train"]["total_steps"] == 93 and record["schedule"]["from"] == "a 0.1-minute budget"
+    assert record["plan"]["total_steps"] == 93 and record["plan"]["budget_seconds"] == pytest.approx(6.0)
+    assert record["schedule"]["from"] == "6 s of training phase in a 0.1-minute budget"
+    assert "total_steps" not in record["train"]  # the recipe holds no run state
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if r["kind"] == "step"]
     assert steps[-1]["step"] == 93 and steps[-1]["lr"] < 1e-3 * tiny_config().train.lr  # the cosine's end
@@ -76,8 +59,8 @@ def test_a_20_image_collection_trains_for_its_whole_budget(fixed_clock: None, tm
     data = make_collection(tmp_path / "few", per_class_train=5, per_class_test=2)  # 15 train + 6 test images
     result = train(budgeted(batch_size=256), str(data), tmp_path / "run", progress=False)
     assert result.finished and result.step == 93
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
-    assert saved["batch_size"] == 15 and saved["epochs"] == 93  # one batch of all 15 training images a step
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["train"]["batch_size"] == 15 and saved["plan"]["epochs"] == 93  # all 15 training images a step
 
 
 def test_resume_after_a_budgeted_run_stopped_midway(fixed_clock: None, image_folder: Path, tmp_path: Path) -> None:
@@ -118,7 +101,7 @@ def test_a_machine_slower_or_faster_than_timed_replans_and_ends_on_budget_and_sc
     before, after = steps[first]["lr"], steps[first + 1]["lr"]
     planned_drop = steps[first - 1]["lr"] - before  # one step's change under the first plan
     assert abs(after - before) <= 2.5 * planned_drop  # no jump at the re-plan
-    saved = torch.load(run / "checkpoint.pt", weights_only=True)["config"]["train"]
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)["plan"]
     assert saved["total_steps"] == result.total_steps and saved["schedule_steps"] == 46 and saved["replans"]
     trained = torch.load(run / "encoder.pt", weights_only=True)["trained"]
     assert trained["planned_steps"] == 46 and trained["replans"] == len(replans)
