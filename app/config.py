@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     rebuild_memory_budget: int = Field(DEFAULT_MEMORY_BUDGET, ge=1, description="bytes a rebuilt index may take")
     rebuild_recall_target: float = Field(DEFAULT_RECALL_TARGET, gt=0, le=1, description="recall@10 tuned for")
 
+    # Search first, adapt afterwards (app.adaptation): set by `demo` and `serve --data`
+    adapt_data: str | None = Field(None, description="collection to adapt an encoder to in the background")
+    adapt_run: Path | None = Field(None, description="run folder of that adaptation")
+    adapt_minutes: float | None = Field(None, gt=0, description="its time budget (default: the preset's)")
+
     # The command line's jobs
     data: str | None = Field(None, description="collection the CLI uses when --data is not given")
     cache: Path | None = Field(None, description="where the sample collection is kept (default XDG_CACHE_HOME)")

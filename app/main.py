@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.routing import Match
 
+from app.adaptation import Adaptation, AdaptationPlan
 from app.collection import DuplicateCache
 from app.config import Settings, get_settings
 from app.jobs import Rebuilder
@@ -50,12 +51,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.service = service
         app.state.rebuilder = Rebuilder(service, settings.rebuild_duty_cycle)
         app.state.duplicates = DuplicateCache()
+        app.state.adaptation = None
+        if settings.adapt_data and settings.adapt_run:
+            plan = AdaptationPlan(settings.adapt_data, settings.adapt_run, settings.adapt_minutes)
+            app.state.adaptation = Adaptation(service, app.state.rebuilder, plan)
+            app.state.adaptation.start()
         service.start()
         loader = asyncio.create_task(_load(service))
         follower = asyncio.create_task(follow(service)) if settings.read_replica else None
         try:
             yield
         finally:
+            if app.state.adaptation is not None:
+                app.state.adaptation.stop()
             for task in (loader, follower):
                 if task is not None:
                     task.cancel()

@@ -99,6 +99,50 @@ class IndexInfo(BaseModel):
     read_replica: bool = Field(False, description="This server follows another process's index; writes go there.")
 
 
+class AdaptationInfo(BaseModel):
+    state: str = Field(description="waiting, training, rebuilding, adapted, kept-shipped or failed.")
+    message: str
+    run_dir: str
+    step: int | None = Field(None, description="Training steps (or, while re-indexing, images) done.")
+    total_steps: int | None = None
+    seconds_left: float | None = Field(None, description="Of the adaptation's time budget.")
+    started_at: float | None = Field(None, description="Unix time.")
+    finished_at: float | None = None
+
+
+class EncoderInfo(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "adapted",
+                    "path": "demo/runs/pretrained-lite0/encoder.pt",
+                    "arch": "efficientnet_lite0",
+                    "image_size": 224,
+                    "runtime": "onnx",
+                    "sha256": "2de9c1f6...",
+                    "chosen_at": "2026-12-06T06:12:40+00:00",
+                    "choice": {"chosen": "adapted", "message": "kept adapted: ..."},
+                    "adaptation": {"state": "adapted", "message": "now serving the adapted network: ..."},
+                }
+            ]
+        }
+    )
+
+    name: str = Field(
+        description="What the run's choice kept: adapted or trained (made from this collection), or the shipped "
+        "network's name; without a recorded choice, the encoder's folder (e.g. shipped)."
+    )
+    path: str
+    arch: str
+    image_size: int
+    runtime: str
+    sha256: str
+    chosen_at: str | None = Field(None, description="When the run that chose it decided (choice.json).")
+    choice: dict[str, Any] | None = Field(None, description="The label-free judge's scores and reason, if any.")
+    adaptation: AdaptationInfo | None = Field(None, description="A background adaptation of this collection.")
+
+
 class Health(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
 

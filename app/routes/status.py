@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from app.adaptation import read_choice
 from app.deps import LiveDep, ServiceDep
 from app.metrics import INDEX_SIZE, INDEX_VERSION, REGISTRY
-from app.schemas import ERROR_RESPONSES, Health, IndexInfo, Ready
+from app.schemas import ERROR_RESPONSES, AdaptationInfo, EncoderInfo, Health, IndexInfo, Ready
 from app.service import SearchService
 
 router = APIRouter(tags=["status"])
@@ -33,6 +37,30 @@ async def ready(service: ServiceDep) -> JSONResponse:
 async def index_info(live: LiveDep) -> IndexInfo:
     """Facts about the live index: version, size, type, search parameters, recall, encoder."""
     return IndexInfo(**SearchService.info(live))
+
+
+@router.get("/encoder", response_model=EncoderInfo, responses={503: ERROR_RESPONSES[503]})
+async def encoder_info(live: LiveDep, request: Request) -> EncoderInfo:
+    """The encoder that serves: what it is, when and why it was chosen, and any adaptation under way."""
+    encoder = live.encoder
+    run = Path(encoder.path).parent
+    choice = read_choice(run)
+    chosen_at = None
+    if choice is not None:
+        chosen_at = datetime.fromtimestamp((run / "choice.json").stat().st_mtime, UTC).isoformat(timespec="seconds")
+    name = str(choice["chosen"]) if choice else run.name  # no decision recorded: the folder says what it is
+    adaptation = request.app.state.adaptation
+    return EncoderInfo(
+        name=name,
+        path=encoder.path,
+        arch=encoder.arch,
+        image_size=encoder.image_size,
+        runtime=encoder.runtime,
+        sha256=encoder.checksum,
+        chosen_at=chosen_at,
+        choice=choice,
+        adaptation=AdaptationInfo(**adaptation.info()) if adaptation is not None else None,
+    )
 
 
 @router.get(

@@ -127,12 +127,14 @@ def pace_check(
     mark: tuple[int, float],
     warmup: int,
     device: torch.device,
+    budget: float | None = None,
 ) -> tuple[Pace, dict[str, float]] | None:
     """`replan` at a check step (`Pace.due`) of a run, after its warm-up; `seconds`: the training
-    phase's wall seconds so far; `mark`: the last check's (step, seconds). Under data parallelism
+    phase's wall seconds so far; `mark`: the last check's (step, seconds); `budget`: the seconds
+    the steps may take in all (default: the plan's share of its budget). Under data parallelism
     every process calls it and all decide alike."""
     if step <= warmup or mark[0] >= step:
         return None
     timing = slowest_process({"now": seconds, "mark": mark[1]}, device)  # the slowest process's clock
-    budget = plan.budget_seconds * PLAN_SHARE
+    budget = plan.budget_seconds * PLAN_SHARE if budget is None else budget
     return replan(pace, cfg, dict(plan.step_seconds), step, (mark[0], timing["mark"]), timing["now"], budget)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from model.common.processes import process_age
 
 MIN_TRAINING_SECONDS = 60.0  # a training phase shorter than this is not worth its trials
-SAVE_SECONDS = 5.0  # saving encoder.pt and candidates, two ONNX exports (0.8 s each measured here)
+SAVE_SECONDS = 3.0  # saving encoder.pt and candidates, two ONNX exports (0.8 s each measured here)
 MARGIN_SHARE = 0.02  # of the budget, kept free for what timing cannot see (the interpreter's exit)
 EVAL_SHARE = 0.1  # of the training phase, at most, for the checks between epochs
 

@@ -30,7 +30,7 @@ from model.common.spread import collapse_warning
 from model.embedding.pretrained import as_is, load_weights
 from model.training.adapt import Judging, shipped_for
 from model.training.augment import SimCLRAugment
-from model.training.budget import Plan, crop_size_at, plan_schedule
+from model.training.budget import PLAN_SHARE, Plan, crop_size_at, plan_schedule
 from model.training.checkpoint import restore, save_checkpoint
 from model.training.config import RunConfig
 from model.training.distributed import any_process, convert_batchnorm, mean_over_processes, slowest_process
@@ -52,6 +52,7 @@ LOG = logging.getLogger(__name__)
 MAX_EPOCH_ROWS = 200  # epoch evaluations (and checkpoints) in one run by epochs, at most
 PHASE_HARD_STOP = 1.05  # a budgeted training phase stops at this share of its seconds, whatever the plan
 clock = time.perf_counter  # what training steps are timed with (a test can run on a fake one)
+check_clock = time.perf_counter  # ... and the checks between epochs
 
 
 class NonFiniteLossError(RuntimeError):
@@ -102,9 +103,13 @@ class EpochRun:
         """At a pace check, re-plan the steps left when the budget would be missed (model.training.pace)."""
         if not self.pace.due(self.plan, state.step):
             return
-        now = state.phase_seconds
+        # The checks between epochs are not step time: they come out of the budget as they happen
+        # (one more is expected at the end), so that one slow stretch with a check in it does not
+        # make every remaining step look slow.
+        now = state.phase_seconds - state.eval_seconds
         mark, state.pace_mark = state.pace_mark, (state.step, now)
-        change = pace_check(self.pace, self.plan, self.cfg.augment, state.step, now, mark, warmup, self.device)
+        budget = self.plan.budget_seconds * PLAN_SHARE - state.eval_seconds - (state.last_eval_seconds or 0.0)
+        change = pace_check(self.pace, self.plan, self.cfg.augment, state.step, now, mark, warmup, self.device, budget)
         if change is None:
             return
         self.pace, record = change
@@ -440,11 +445,9 @@ def _loop(state: TrainState, run: EpochRun, evalset: EvalSet) -> tuple[float, di
         last = state.step >= run.total_steps
         if not _eval_due(state, run, epoch, last, stopped):
             continue
+        began = check_clock()
         if run.log is not None:
-            began = time.perf_counter()
             last_eval = evaluate_epoch(state.model, run.cfg, evalset, run.device, epoch, force_knn=last)
-            state.last_eval_seconds = time.perf_counter() - began
-            state.eval_seconds += state.last_eval_seconds
             run.log.write(
                 {
                     "kind": "epoch",
@@ -453,7 +456,7 @@ def _loop(state: TrainState, run: EpochRun, evalset: EvalSet) -> tuple[float, di
                     "loss": loss,
                     "seconds": state.seconds,
                     "wall_seconds": state.wall_seconds,
-                    "eval_seconds": round(state.last_eval_seconds, 2),
+                    "eval_seconds": round(check_clock() - began, 2),
                     **last_eval,
                 }
             )
@@ -463,6 +466,8 @@ def _loop(state: TrainState, run: EpochRun, evalset: EvalSet) -> tuple[float, di
                 if run.bar is not None:
                     run.bar.write(f"WARNING: {warning}")
         barrier()  # the others wait while rank 0 evaluates
+        state.last_eval_seconds = check_clock() - began  # on every process: all of them waited
+        state.eval_seconds += state.last_eval_seconds
         save_checkpoint(run.ckpt_path, run.cfg, run.plan, state)
         if stopped:
             break
