@@ -74,7 +74,11 @@ def test_clear_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_trains_indexes_and_reuses(image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_searches_first_then_adapts_and_reuses(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--no-serve: the shipped network's index first, then the run in the foreground and the index
+    of the encoder it chose; a second call redoes nothing; serving hands the run on to the service."""
     from model.training import presets
 
     small = presets.preset("cpu-small")
@@ -83,20 +87,27 @@ def test_demo_trains_indexes_and_reuses(image_folder: Path, tmp_path: Path, monk
     monkeypatch.setattr(presets, "preset", lambda name: small)
     work = tmp_path / "demo"
     first = run("demo", "--data", str(image_folder), "--workdir", str(work), "--no-serve")
-    assert "training a cpu-small encoder" in first and "indexing" in first
+    assert "searching first with efficientnet_lite0 as it ships, at 160 px" in first
+    assert "training a cpu-small encoder" in first and first.count("indexing") == 2, first
     second = run("demo", "--data", str(image_folder), "--workdir", str(work), "--no-serve")
-    assert "reusing encoder" in second and "reusing index" in second
+    assert "has chosen its encoder" in second and "reusing index" in second
     # Serving (not started here): the demo generates an API key, prints it and hands it on.
-    served: list[tuple[object, ...]] = []
-    monkeypatch.setattr("app.cli.serve._serve", lambda *args: served.append(args))
+    served: list[dict[str, object]] = []
+    monkeypatch.setattr("app.cli.serve._serve", lambda *args, **kw: served.append({"args": args, **kw}))
     monkeypatch.delenv("LATENT_SEARCH_API_KEY", raising=False)
     third = run("demo", "--data", str(image_folder), "--workdir", str(work))
-    key = served[0][-1]
+    key = served[0]["api_key"]
     assert (
         isinstance(key, str)
         and len(key) >= 24
         and f"API key for writes (POST/DELETE /images, POST /index/rebuild): {key}" in third
     )
+    assert "adapt_data" not in served[0]  # the run has chosen: nothing left to adapt
+    # A fresh folder serves the shipped network and hands the adaptation to the service.
+    served.clear()
+    run("demo", "--data", str(image_folder), "--workdir", str(tmp_path / "fresh"))
+    assert served[0]["adapt_data"] == str(image_folder)
+    assert served[0]["adapt_run"] == tmp_path / "fresh" / "runs" / "cpu-small"
 
 
 def test_train_help_fits_on_one_screen() -> None:

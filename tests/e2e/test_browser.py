@@ -34,6 +34,9 @@ def test_upload_see_results_click_to_search_again(live_server: str, image_folder
         page = browser.new_page()
         page.goto(live_server + "/")
         page.wait_for_function("document.getElementById('index-info').textContent.includes('54 images')")
+        # The line under the title says which encoder serves (GET /encoder).
+        page.wait_for_function("document.getElementById('encoder-info').textContent.startsWith('encoder: ')")
+        assert "small_cnn, 32 px" in page.locator("#encoder-info").inner_text()
         page.set_input_files("#file", str(query))
         page.wait_for_selector(".tile img")
         tiles = page.locator(".tile")
