@@ -178,12 +178,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/demo-bench"))
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--report-only", action="store_true", help="write BENCHMARKS.md from OUT/demo.json")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     folder = make_folder(args.source, args.count, args.side, args.out / "photos")
     images = sum(1 for _ in folder.rglob("*.jpg"))
-    row = run(folder, args.out / "work", args.port, args.minutes, args.out / "demo.log")
-    (args.out / "demo.json").write_text(json.dumps(row, indent=2) + "\n")
+    if args.report_only:
+        row = json.loads((args.out / "demo.json").read_text())
+    else:
+        row = run(folder, args.out / "work", args.port, args.minutes, args.out / "demo.log")
+        (args.out / "demo.json").write_text(json.dumps(row, indent=2) + "\n")
     print(json.dumps(row, indent=2))
     if not args.no_write:
         write_section("demo-search-first", report(row, images, args.side))

@@ -103,16 +103,17 @@ def report(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", action="append", required=True, help="NAME=PATH (repeatable)")
-    parser.add_argument("--minutes", action="append", type=float, required=True)
+    parser.add_argument("--data", action="append", default=[], help="NAME=PATH (repeatable)")
+    parser.add_argument("--minutes", action="append", type=float, default=[])
     parser.add_argument("--out", type=Path, default=Path("runs/wall"))
     parser.add_argument("--eval", action="store_true", help="kNN top-1 of each result (labelled collections)")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--report-only", action="store_true", help="write BENCHMARKS.md from OUT/wall.json")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "wall.json"
     rows: list[dict[str, Any]] = json.loads(store.read_text()) if store.exists() else []
-    for item in args.data:
+    for item in [] if args.report_only else args.data:
         name, _, path = item.partition("=")
         for minutes in args.minutes:
             row = run_one(name, path, minutes, args.out, args.eval)
