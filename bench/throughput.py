@@ -14,7 +14,7 @@ import time
 import torch
 
 from bench.report import machine, table, today, write_section
-from model.embedding.backbones import EncoderConfig
+from model.embedding.spec import EncoderConfig
 from model.training.loss import NTXentLoss
 from model.training.simclr import SimCLRModel
 

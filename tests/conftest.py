@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from model.embedding.backbones import EncoderConfig
+from model.embedding.spec import EncoderConfig
 from model.training.config import AugmentConfig, RunConfig, TrainConfig
 
 CLASSES = ("stripes_h", "stripes_v", "checker")

@@ -134,3 +134,14 @@ def test_the_environment_is_read_in_two_places_only() -> None:
                 if reads:
                     readers.append(str(path.relative_to(ROOT)))
     assert set(readers) <= ENVIRONMENT_READERS, sorted(set(readers) - ENVIRONMENT_READERS)
+
+
+def test_the_service_and_the_cli_import_without_torch() -> None:
+    """The API image has no torch: the service, and the CLI's own module, must import without it
+    (commands that train or embed with torch import it when they run)."""
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['torch'] = None; import app.main, app.cli, app.adaptation"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

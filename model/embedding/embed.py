@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from model.common.checksum import file_sha256
-from model.embedding.backbones import EncoderConfig
 from model.embedding.encoder_file import load_encoder_file
+from model.embedding.spec import EncoderConfig
 
 
 def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from model.common.atomic import atomic_file
-from model.embedding.backbones import EncoderConfig, build_backbone
+from model.embedding.backbones import build_backbone
+from model.embedding.spec import EncoderConfig
 
 CANDIDATES = "candidates"  # the networks a run compared and did not keep (model.training.release)
 CHOICE = "choice.json"  # the judge's scores of each network and its decision (model.training.adapt)

@@ -42,6 +42,14 @@ FRAME_PROBE = 256
 _LEVELS = np.arange(256)
 # Formats the service accepts; anything else PIL recognises is an unsupported type (415).
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
+# ISO base media files (an `ftyp` box first) whose brand says HEIF or AVIF: phones' photos that
+# Pillow does not read without a plugin; named in the refusal rather than called unreadable.
+HEIF_BRANDS = dict.fromkeys((b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis"), "HEIC") | {
+    b"mif1": "HEIF",
+    b"msf1": "HEIF",
+    b"avif": "AVIF",
+    b"avis": "AVIF",
+}
 
 
 class UnreadableImageError(ValueError):
@@ -67,6 +75,11 @@ def open_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     """Open image bytes lazily and check the pixel count from the header, before decoding."""
     if not data:
         raise UnreadableImageError("empty file")
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+        raise UnsupportedImageTypeError(
+            f"{HEIF_BRANDS[data[8:12]]} images are not supported: convert it to JPEG or PNG first "
+            "(an iPhone saves JPEG with Settings > Camera > Formats > Most Compatible)"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

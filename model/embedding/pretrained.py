@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from model.embedding.backbones import EncoderConfig
+from model.embedding.spec import EncoderConfig
 
 
 @dataclass(frozen=True)

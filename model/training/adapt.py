@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.embedding.backbones import EncoderConfig
 from model.embedding.embed import embed_tensor
 from model.embedding.encoder_file import save_encoder
 from model.embedding.pretrained import MissingWeightsError, as_is
+from model.embedding.spec import EncoderConfig
 from model.evaluation import judge
 from model.evaluation.copies import EmbedFn
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
 
-from model.embedding.backbones import EncoderConfig
+from model.embedding.spec import EncoderConfig
 
 Optim = Literal["sgd", "lars"]
 LossName = Literal["ntxent", "supcon"]

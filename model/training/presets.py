@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from model.embedding.backbones import EncoderConfig
+from model.embedding.spec import EncoderConfig
 from model.training.config import AugmentConfig, RunConfig, TrainConfig
 
 PRESETS: dict[str, Callable[[], RunConfig]] = {}  # name -> the preset's defaults, in registration order

@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model.embedding.backbones import EncoderConfig, build_backbone
+from model.embedding.backbones import build_backbone
 from model.embedding.efficientnet_lite import EfficientNetLite
+from model.embedding.spec import EncoderConfig
 
 
 def freeze(backbone: nn.Module, *, blocks: int, batch_norm: bool) -> None:

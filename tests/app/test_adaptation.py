@@ -16,8 +16,9 @@ from fastapi.testclient import TestClient
 
 from app.adaptation import Adaptation, read_choice, run_progress
 from app.main import create_app
-from model.embedding.backbones import EncoderConfig, build_backbone
+from model.embedding.backbones import build_backbone
 from model.embedding.encoder_file import save_encoder
+from model.embedding.spec import EncoderConfig
 from tests.app.conftest import make_settings, wait_ready
 from tests.conftest import pattern_png
 

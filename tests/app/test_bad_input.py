@@ -25,8 +25,8 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def _huge_png() -> bytes:
-    ihdr = struct.pack(">IIBBBBB", 50_000, 50_000, 8, 2, 0, 0, 0)
+def _huge_png(side: int = 50_000) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _chunk(b"IEND", b"")
     )
@@ -57,6 +57,8 @@ CASES = {
     "truncated jpeg": (JPEG[: len(JPEG) // 2], 400),
     "truncated png": (PNG[: len(PNG) // 2], 400),
     "50k x 50k png header": (_huge_png(), 413),
+    "100 MP (10k x 10k) png header": (_huge_png(10_000), 413),
+    "heic": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64), 415),
     "1x1 image": (_save(Image.new("RGB", (1, 1), "blue"), "PNG"), 200),
     "16-bit png": (_save(Image.fromarray((RNG.integers(0, 65535, (30, 30))).astype(np.uint16)), "PNG"), 200),
     "cmyk jpeg": (_save(Image.fromarray(PHOTO).convert("CMYK"), "JPEG"), 200),

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.embedding.backbones import EncoderConfig
 from model.embedding.encoder_file import load_encoder_file
+from model.embedding.spec import EncoderConfig
 from model.training.budget import Plan
 from model.training.checkpoint import load_checkpoint, restore, save_checkpoint
 from model.training.config import RunConfig

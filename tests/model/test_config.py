@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from model.embedding.backbones import ARCHS, EncoderConfig
+from model.embedding.spec import ARCHS, EncoderConfig
 from model.training.config import RunConfig, TrainConfig, override, parse_sets
 from model.training.presets import PRESETS, preset
 

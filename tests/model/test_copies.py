@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from model.embedding.backbones import EncoderConfig
 from model.embedding.edits import EDITS, apply
 from model.embedding.efficientnet_lite import EfficientNetLite
 from model.embedding.pretrained import load_weights, starting_point
+from model.embedding.spec import EncoderConfig
 from model.evaluation.copies import copy_retrieval
 from model.training.adapt import Network, choose
 from tests.conftest import pattern_image

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 
 from model.common.processes import DistInfo
-from model.embedding.backbones import EncoderConfig
+from model.embedding.spec import EncoderConfig
 from model.training.distributed import convert_batchnorm
 from model.training.feed import CachedFeed
 from model.training.loss import NTXentLoss, SupConLoss

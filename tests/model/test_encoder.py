@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.embedding.backbones import EncoderConfig
+from model.embedding.spec import EncoderConfig
 from model.training.presets import preset
 from model.training.simclr import ProjectionHead, SimCLRModel
 

@@ -24,6 +24,7 @@ from model.embedding.images import (
     frame_box,
     to_square,
 )
+from tests.conftest import encode
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "LA", "I;16"])
@@ -61,6 +62,46 @@ def test_exif_rotation_is_applied() -> None:
     img.save(buf, format="JPEG", exif=exif.tobytes(), quality=95)
     out = decode_square(buf.getvalue(), 20)  # displayed as 20 wide x 40 tall: top half white
     assert out[:5].mean() > 200 and out[-5:].mean() < 50
+
+
+# EXIF orientation -> how the stored pixels are turned for display (EXIF 2.32, tag 0x0112): the
+# stored image of an upright picture is the inverse of that turn applied to it.
+STORED_FROM_UPRIGHT = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,  # mirrored
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,  # mirrored, turned
+    6: Image.Transpose.ROTATE_90,  # displayed turned 90 degrees clockwise
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,  # displayed turned 90 degrees counter-clockwise
+}
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_decodes_upright(orientation: int) -> None:
+    """A phone photo stored sideways or mirrored, with its orientation tag, decodes as the upright
+    picture does (the square from the upright JPEG without a tag is the reference)."""
+    upright = np.zeros((40, 64, 3), dtype=np.uint8)
+    upright[:16, :24] = (255, 255, 255)  # a white block top left
+    upright[24:, 40:] = (200, 30, 30)  # a red one bottom right
+    reference = decode_square(encode(upright, "JPEG"), 32)
+    stored = Image.fromarray(upright)
+    turn = STORED_FROM_UPRIGHT[orientation]
+    if turn is not None:
+        stored = stored.transpose(turn)
+    exif = stored.getexif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    stored.save(buf, format="JPEG", exif=exif.tobytes(), quality=95)
+    out = decode_square(buf.getvalue(), 32)
+    assert np.abs(out.astype(int) - reference.astype(int)).mean() < 6
+
+
+def test_heic_is_refused_by_name_with_what_to_do() -> None:
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
+    with pytest.raises(UnsupportedImageTypeError, match=r"HEIC images are not supported: convert it to JPEG"):
+        decode_image(heic, 32)
 
 
 def test_header_pixel_limit_is_checked_before_decoding() -> None:

@@ -15,10 +15,10 @@ from PIL import Image
 from app.main import create_app
 from index.build import build_index
 from model.embedding import pretrained
-from model.embedding.backbones import EncoderConfig
 from model.embedding.efficientnet_lite import EfficientNetLite
 from model.embedding.embed import load_encoder, normalize
 from model.embedding.pretrained import MissingWeightsError, export_as_is, load_weights, starting_point, weights_path
+from model.embedding.spec import EncoderConfig
 from model.evaluation.evaluate import evaluate_encoder
 from model.training.config import AugmentConfig, RunConfig, TrainConfig
 from model.training.optim import build_optimizer
