@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import subprocess
 import sys
 import threading
@@ -19,6 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from model.embedding.runtime import load_runtime
 
 if TYPE_CHECKING:
     from app.jobs import Rebuilder
@@ -67,6 +70,28 @@ def run_progress(run_dir: Path) -> tuple[int, int]:
     except (OSError, ValueError):
         pass
     return step, total
+
+
+def keeps_served(run_dir: Path, served_size: int) -> bool:
+    """Whether a finished run kept the shipped network at the side the served one embeds at: then
+    it computes what serves already, and nothing needs re-indexing."""
+    choice = read_choice(run_dir) or {}
+    if choice.get("chosen", TRAINED_NAMES[0]) in TRAINED_NAMES:
+        return False
+    # The kept network's own side (a run from scratch at 32 px may keep its rival at 160).
+    return load_runtime(run_dir / "encoder.pt").image_size == served_size
+
+
+def take_served_files(served_dir: Path, run_dir: Path) -> None:
+    """Make the run's encoder.pt (and .onnx) the very files that serve, so that the index built with
+    them matches the run's encoder (a later `demo`, or a container given the run folder, reuses it).
+    The run's decision stays in its choice.json."""
+    for name in ("encoder.pt", "encoder.onnx"):
+        source = served_dir / name
+        if source.exists():
+            staged = run_dir / f".{name}.tmp"
+            shutil.copyfile(source, staged)
+            staged.replace(run_dir / name)
 
 
 class Adaptation:
@@ -136,9 +161,8 @@ class Adaptation:
         said = str(choice.get("message", ""))
         trained = choice.get("chosen", TRAINED_NAMES[0]) in TRAINED_NAMES
         served = self.service.require().encoder
-        run_config = json.loads((self.plan.run_dir / "config.json").read_text())["encoder"]
-        same = not trained and int(run_config["image_size"]) == served.image_size
-        if same:
+        if keeps_served(self.plan.run_dir, served.image_size):
+            take_served_files(Path(served.path).parent, self.plan.run_dir)
             self._finish("kept-shipped", f"the network as it ships stays: {said}")
             return
         self.state = "rebuilding"

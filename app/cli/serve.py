@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from app.adaptation import keeps_served, take_served_files
 from app.cli.common import DataOpt, app, auto_preset, cli_settings, configure, fail, sample_path
 from app.config import Settings
 
@@ -53,7 +54,11 @@ def _serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
-FIRST_SIDE = 160  # the side the first index embeds at, at most: 5,000 photos searchable within 2 minutes here
+# The first index: at most this side, in batches of this many images. EfficientNet-Lite0 through
+# ONNX Runtime on the 2-core machine here (bench/embed_rates.py, BENCHMARKS.md): 170 images/s at
+# 160 px against 106 at 224 in batches of 16, and batches of 64 slower at every side (161, 84).
+FIRST_SIDE = 160
+FIRST_BATCH = 16
 FIRST_MAP_SAMPLE = 1000  # images on the first index's map (the swap to the chosen encoder draws the full one)
 
 
@@ -125,8 +130,10 @@ def search_first(
         _index(serving, source, index_dir, settings, reindex)
         if serve_at is None:
             if adapt:
-                typer.echo(f"[3/3] adapting an encoder to {source} (no --no-serve: this runs behind the search page)")
+                typer.echo(f"[3/3] adapting an encoder to {source} (without --no-serve: behind the search page)")
                 _train_in_foreground(name, chosen, source, run_dir, minutes)
+                if keeps_served(run_dir, _image_size(serving)):
+                    take_served_files(serving.parent, run_dir)
                 _index(adapted, source, index_dir, settings, reindex=False)
             typer.echo(f"done: serve it with `latent-search demo --data {source} --workdir {workdir}`")
             return
@@ -186,7 +193,7 @@ def _index(encoder_path: Path, source: str, index_dir: Path, settings: Settings,
         return
     typer.echo(f"[2/3] indexing {source} with {encoder_path}")
     options = BuildOptions(map_sample=FIRST_MAP_SAMPLE, backend=choice)
-    build_index(load_runtime(encoder_path), source, index_dir, options=options, batch_size=64)
+    build_index(load_runtime(encoder_path), source, index_dir, options=options, batch_size=FIRST_BATCH)
 
 
 def _train_in_foreground(name: str, chosen: dict[str, Any], source: str, run_dir: Path, minutes: float | None) -> None:
@@ -200,6 +207,12 @@ def _train_in_foreground(name: str, chosen: dict[str, Any], source: str, run_dir
     resume = (run_dir / "checkpoint.pt").exists()
     typer.echo(f"{'resuming' if resume else 'training'} a {name} encoder on {source}")
     run_train(cfg, source, run_dir, resume=resume, started=time.perf_counter())
+
+
+def _image_size(encoder_path: Path) -> int:
+    from model.embedding.runtime import load_runtime
+
+    return load_runtime(encoder_path).image_size
 
 
 def _api_key(settings: Settings) -> str:

@@ -36,7 +36,7 @@ from model.training.config import RunConfig
 from model.training.distributed import any_process, convert_batchnorm, mean_over_processes, slowest_process
 from model.training.feed import CachedFeed, EvalSet, StreamFeed, prepare_data
 from model.training.loss import NTXentLoss, SimilarityDistillation, SupConLoss
-from model.training.monitor import evaluate_epoch
+from model.training.monitor import check_images, evaluate_epoch, seconds_per_image
 from model.training.optim import build_optimizer, lr_at
 from model.training.pace import Pace, pace_check
 from model.training.precision import choose_speed, training_step_timer
@@ -94,6 +94,7 @@ class EpochRun:
     timeline: Timeline = field(default_factory=lambda: Timeline(0.0, 0.0))  # the command's wall clock
     after: float = 0.0  # seconds the end of the run needs (the choice, saving)
     phase_deadline: float | None = None  # the training phase stops at this many wall seconds
+    image_seconds: float = 0.0  # what a check pays to embed one held-out image (timed)
 
     @property
     def total_steps(self) -> int:
@@ -344,8 +345,11 @@ def _train(
         dynamic_ncols=True,
         disable=not progress,
     )
+    image_seconds = seconds_per_image(model, cfg, evalset, dev) if timeline.budgeted and info.is_main else 0.0
+    if info.enabled:
+        image_seconds = slowest_process({"s": image_seconds}, dev)["s"]
     run = EpochRun(cfg, plan, feed, Pace.of(plan), dev, log, run_dir / CHECKPOINT, bar, stop_at_step, deadline,
-                   timeline, after, phase_deadline)  # fmt: skip
+                   timeline, after, phase_deadline, image_seconds)  # fmt: skip
     try:
         loss, last_eval = _loop(state, run, evalset)
     finally:
@@ -418,17 +422,33 @@ def _judging(cfg: RunConfig, evalset: EvalSet, dev: torch.device, images: int) -
     return None if shipped is None else Judging(shipped, evalset.heldout, dev, images)
 
 
-def _eval_due(state: TrainState, run: EpochRun, epoch: int, last: bool, stopped: bool) -> bool:
-    """Whether the check between epochs runs now. A budgeted run spends at most EVAL_SHARE of its
-    training phase on them, and checks at its end only when the time left holds one more; a run by
-    epochs checks at most MAX_EPOCH_ROWS times, and always at its end."""
+def _eval_due(
+    state: TrainState, run: EpochRun, evalset: EvalSet, epoch: int, last: bool, stopped: bool
+) -> tuple[bool, bool | None]:
+    """Whether the check between epochs runs now, and whether with kNN (None: by knn_every).
+
+    A run by epochs checks at most MAX_EPOCH_ROWS times, and always at its end. A budgeted run
+    checks on a sample (model.training.monitor.KNN_SAMPLE), predicts each check's cost from the
+    images it embeds and the timed cost of one, spends at most EVAL_SHARE of its training phase on
+    them (spread over it), and checks at its end only when the time left holds it; a check that
+    does not fit with kNN runs without it, or not at all."""
     if not run.timeline.budgeted:
         eval_every = max(1, math.ceil(run.plan.epochs / MAX_EPOCH_ROWS))
-        return stopped or last or (epoch + 1) % eval_every == 0
+        return stopped or last or (epoch + 1) % eval_every == 0, None
+    t = run.cfg.train
+    want_knn = evalset.bank is not None and t.knn_every > 0 and (last or (epoch + 1) % t.knn_every == 0)
+    costs = [(knn, run.image_seconds * check_images(run.cfg, evalset, knn=knn, sample=True))
+             for knn in ((True, False) if want_knn else (False,))]  # fmt: skip
     if last or stopped:
-        cost = state.last_eval_seconds or 0.0
-        return run.timeline.training_seconds(run.after) > cost
-    return state.eval_seconds <= EVAL_SHARE * state.phase_seconds
+        room = run.timeline.training_seconds(run.after)
+    elif state.eval_seconds > EVAL_SHARE * state.phase_seconds:
+        return False, False  # spread the checks over the run
+    else:
+        room = EVAL_SHARE * run.plan.budget_seconds - state.eval_seconds
+    for knn, cost in costs:
+        if cost <= room:
+            return True, knn
+    return False, False
 
 
 def _loop(state: TrainState, run: EpochRun, evalset: EvalSet) -> tuple[float, dict[str, Any]]:
@@ -443,11 +463,16 @@ def _loop(state: TrainState, run: EpochRun, evalset: EvalSet) -> tuple[float, di
         if stopped and state.step % spe != 0:
             break
         last = state.step >= run.total_steps
-        if not _eval_due(state, run, epoch, last, stopped):
+        due, knn = _eval_due(state, run, evalset, epoch, last, stopped)
+        # Clocks differ between processes: all check (and meet at the barrier) if any would.
+        agreed = slowest_process({"due": float(due), "knn": float(bool(knn))}, run.device)
+        due, knn = agreed["due"] > 0, None if knn is None else agreed["knn"] > 0
+        if not due:
             continue
         began = check_clock()
         if run.log is not None:
-            last_eval = evaluate_epoch(state.model, run.cfg, evalset, run.device, epoch, force_knn=last)
+            last_eval = evaluate_epoch(state.model, run.cfg, evalset, run.device, epoch, force_knn=last, knn=knn,
+                                       sample=run.timeline.budgeted)  # fmt: skip
             run.log.write(
                 {
                     "kind": "epoch",

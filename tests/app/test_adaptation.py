@@ -95,6 +95,8 @@ def test_the_service_swaps_to_what_the_run_chose(
         assert f"kept {chosen}" in str(info["adaptation"]["message"])
         assert (client.get("/index").json()["version"] != version) is swapped
         assert (info["sha256"] != before["sha256"]) is swapped
+        if not swapped:  # the run's encoder is now the very file that serves (its index matches it)
+            assert (run_dir / "encoder.pt").read_bytes() == tiny_encoder.read_bytes()
         if swapped:
             assert info["path"] == str(run_dir / "encoder.pt") and info["image_size"] == size
             assert info["choice"]["chosen"] == chosen and info["chosen_at"]

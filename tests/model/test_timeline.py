@@ -84,3 +84,67 @@ def test_a_budget_too_short_to_train_says_so_and_what_would_do(
     assert "--minutes 0.1 is too short to train" in caplog.text and "use --minutes 2 or more" in caplog.text
     assert result.finished and result.step >= 1  # it still ends with an encoder
     assert (tmp_path / "run" / "encoder.pt").exists()
+
+
+def test_a_check_between_epochs_is_sized_to_the_time_it_may_take() -> None:
+    """A labelled run's check with kNN embeds thousands of images; in a budgeted run it is
+    predicted from the timed cost of one image, sampled, and dropped to health only (or skipped)
+    when it would not fit in its share of the training phase."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from model.training.feed import EvalSet
+    from model.training.monitor import KNN_SAMPLE, check_images
+    from model.training.state import TrainState
+    from model.training.train import _eval_due
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(knn_every=1, health_eval=100, health_sample=100)
+    evalset = EvalSet(torch.zeros(800, 3, 8, 8, dtype=torch.uint8), torch.zeros(800, dtype=torch.long),
+                      torch.zeros(5000, 3, 8, 8, dtype=torch.uint8), torch.zeros(5000, dtype=torch.long))  # fmt: skip
+    with_knn = check_images(cfg, evalset, knn=True, sample=True)
+    assert with_knn == 3 * 100 + KNN_SAMPLE[0] + KNN_SAMPLE[1]
+    assert check_images(cfg, evalset, knn=False, sample=True) == 300
+    state = TrainState(torch.nn.Linear(1, 1), None, torch.Generator())  # type: ignore[arg-type]
+    state.phase_seconds = 50.0
+
+    def run(image_seconds: float, budget: float, left: float) -> object:
+        timeline = SimpleNamespace(budgeted=True, training_seconds=lambda after: left)
+        return SimpleNamespace(cfg=cfg, timeline=timeline, image_seconds=image_seconds,
+                               plan=SimpleNamespace(budget_seconds=budget), after=0.0)  # fmt: skip
+
+    # 10 % of a 1,000-s phase is 100 s: kNN on the sample (2,800 images x 0.01 s) fits
+    assert _eval_due(state, run(0.01, 1000, 900), evalset, 0, False, False) == (True, True)
+    # at 0.1 s an image it does not (280 s), health alone (30 s) does
+    assert _eval_due(state, run(0.1, 1000, 900), evalset, 0, False, False) == (True, False)
+    # at 1 s an image not even health (300 s): no check
+    assert _eval_due(state, run(1.0, 1000, 900), evalset, 0, False, False) == (False, False)
+    # checks already took more than their share of the time so far: wait
+    state.eval_seconds = 6.0
+    assert _eval_due(state, run(0.01, 1000, 900), evalset, 0, False, False) == (False, False)
+    # the last check: whatever the time left holds
+    assert _eval_due(state, run(0.1, 1000, 40), evalset, 0, True, False) == (True, False)
+    assert _eval_due(state, run(0.1, 1000, 10), evalset, 0, True, False) == (False, False)
+
+
+def test_a_sampled_knn_check_uses_an_even_sample_of_bank_and_queries(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from model.training import monitor
+    from model.training.feed import EvalSet
+    from model.training.simclr import SimCLRModel
+    from tests.conftest import tiny_config
+
+    monkeypatch.setattr(monitor, "KNN_SAMPLE", (30, 10))
+    cfg = tiny_config(knn_every=1, health_eval=8, health_sample=8, knn_k=5)
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (100, 3, 16, 16), dtype=torch.uint8, generator=gen)
+    labels = torch.arange(100) % 4
+    evalset = EvalSet(images[:40], labels[:40], images[40:], labels[40:])
+    model = SimCLRModel(cfg.encoder)
+    row = monitor.evaluate_epoch(model, cfg, evalset, torch.device("cpu"), 0, knn=True, sample=True)
+    assert row["knn_sample"] == [30, 10] and 0 <= row["knn_top1"] <= 1
+    full = monitor.evaluate_epoch(model, cfg, evalset, torch.device("cpu"), 0, knn=True)
+    assert "knn_sample" not in full and "knn_top1" in full
+    assert "knn_top1" not in monitor.evaluate_epoch(model, cfg, evalset, torch.device("cpu"), 0, knn=False)
