@@ -54,11 +54,13 @@ def _serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
-# The first index: at most this side, in batches of this many images. EfficientNet-Lite0 through
-# ONNX Runtime on the 2-core machine here (bench/embed_rates.py, BENCHMARKS.md): 170 images/s at
-# 160 px against 106 at 224 in batches of 16, and batches of 64 slower at every side (161, 84).
+# The first index: at most this side, in batches (and decode chunks) of this many images.
+# EfficientNet-Lite0 through ONNX Runtime on the 2-core machine here (bench/embed_rates.py): 170
+# images/s at 160 px against 106 at 224. Batches of 16 embed a little faster than 64 alone, but the
+# build decodes in chunks of the batch: 5,000 photos were searchable 49 s after `demo` started in
+# batches of 64 and 60 s in batches of 16 (bench/demo.py, 2026-12-06).
 FIRST_SIDE = 160
-FIRST_BATCH = 16
+FIRST_BATCH = 64
 FIRST_MAP_SAMPLE = 1000  # images on the first index's map (the swap to the chosen encoder draws the full one)
 
 

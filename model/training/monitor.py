@@ -16,6 +16,10 @@ from model.training.feed import EvalSet
 from model.training.simclr import SimCLRModel, set_train_mode
 
 KNN_SAMPLE = (2000, 500)  # a budgeted run's kNN between epochs: bank images and queries, at most
+# Images embedded per forward pass in a check: on a CPU small batches are faster per image than
+# large ones (EfficientNet-Lite0 at 224 px in torch: 45 images/s in batches of 16, 26 in 64;
+# bench/embed_rates.py), and the one image's cost a budgeted run times is measured the same way.
+CHECK_BATCH = 16
 
 
 def health_size(cfg: RunConfig, evalset: EvalSet) -> int:
@@ -58,7 +62,8 @@ def evaluate_epoch(
     model.eval()
     mean, std = cfg.encoder.mean, cfg.encoder.std
     sample_images = evalset.heldout[: health_size(cfg, evalset)]
-    h = embed_tensor(model.backbone, sample_images, mean, std, device=device)
+    batch = CHECK_BATCH if device.type == "cpu" else 512
+    h = embed_tensor(model.backbone, sample_images, mean, std, batch_size=batch, device=device)
     # Fixed-seed views so that alignment is comparable from epoch to epoch.
     aug = SimCLRAugment(cfg.augment, mean, std)
     gen = torch.Generator(device=device).manual_seed(12345)
@@ -72,8 +77,8 @@ def evaluate_epoch(
     if evalset.bank is not None and evalset.bank_labels is not None and knn:
         n_bank, n_queries = knn_sizes(evalset, sample)
         b, q = spread(len(evalset.bank), n_bank), spread(len(evalset.heldout), n_queries)
-        bank = embed_tensor(model.backbone, evalset.bank[b], mean, std, device=device)
-        queries = embed_tensor(model.backbone, evalset.heldout[q], mean, std, device=device)
+        bank = embed_tensor(model.backbone, evalset.bank[b], mean, std, batch_size=batch, device=device)
+        queries = embed_tensor(model.backbone, evalset.heldout[q], mean, std, batch_size=batch, device=device)
         row["knn_top1"] = knn_accuracy(bank, evalset.bank_labels[b], queries, evalset.heldout_labels[q], k=t.knn_k)
         if sample:
             row["knn_sample"] = [n_bank, n_queries]
@@ -85,13 +90,14 @@ def seconds_per_image(model: SimCLRModel, cfg: RunConfig, evalset: EvalSet, devi
     """What embedding one held-out image costs at full size (a check's unit of cost), timed."""
     import time
 
-    images = evalset.heldout[:16]
+    images = evalset.heldout[: 2 * CHECK_BATCH]
     if not len(images):
         return 0.0
     model.eval()
+    batch = CHECK_BATCH if device.type == "cpu" else 512
     embed_tensor(model.backbone, images[:2], cfg.encoder.mean, cfg.encoder.std, device=device)
     started = time.perf_counter()
-    embed_tensor(model.backbone, images, cfg.encoder.mean, cfg.encoder.std, device=device)
+    embed_tensor(model.backbone, images, cfg.encoder.mean, cfg.encoder.std, batch_size=batch, device=device)
     spent = time.perf_counter() - started
     set_train_mode(model, cfg.train.freeze_bn)
     return spent / len(images)

@@ -30,6 +30,7 @@ class TrainState:
     last_step_end: float | None = None  # the clock at this call's latest step end
     eval_seconds: float = 0.0
     last_eval_seconds: float | None = None  # the latest check's cost, in this call
+    last_check_image_seconds: float = 0.0  # ... per image it embedded
     teacher: torch.nn.Module | None = None  # the frozen starting network that f is distilled toward
 
     @property

@@ -437,7 +437,10 @@ def _eval_due(
         return stopped or last or (epoch + 1) % eval_every == 0, None
     t = run.cfg.train
     want_knn = evalset.bank is not None and t.knn_every > 0 and (last or (epoch + 1) % t.knn_every == 0)
-    costs = [(knn, run.image_seconds * check_images(run.cfg, evalset, knn=knn, sample=True))
+    # The timed cost of one image, or what the last check really paid per image if that was more
+    # (a busy machine, another process on the same cores).
+    per_image = max(run.image_seconds, state.last_check_image_seconds)
+    costs = [(knn, per_image * check_images(run.cfg, evalset, knn=knn, sample=True))
              for knn in ((True, False) if want_knn else (False,))]  # fmt: skip
     if last or stopped:
         room = run.timeline.training_seconds(run.after)
@@ -493,6 +496,9 @@ def _loop(state: TrainState, run: EpochRun, evalset: EvalSet) -> tuple[float, di
         barrier()  # the others wait while rank 0 evaluates
         state.last_eval_seconds = check_clock() - began  # on every process: all of them waited
         state.eval_seconds += state.last_eval_seconds
+        if run.timeline.budgeted:
+            images = check_images(run.cfg, evalset, knn=bool(knn) and "knn_top1" in last_eval, sample=True)
+            state.last_check_image_seconds = state.last_eval_seconds / max(1, images)
         save_checkpoint(run.ckpt_path, run.cfg, run.plan, state)
         if stopped:
             break

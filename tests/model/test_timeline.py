@@ -120,6 +120,10 @@ def test_a_check_between_epochs_is_sized_to_the_time_it_may_take() -> None:
     assert _eval_due(state, run(0.1, 1000, 900), evalset, 0, False, False) == (True, False)
     # at 1 s an image not even health (300 s): no check
     assert _eval_due(state, run(1.0, 1000, 900), evalset, 0, False, False) == (False, False)
+    # the last check really paid 0.1 s an image (a busy machine): that is what the next one expects
+    state.last_check_image_seconds = 0.1
+    assert _eval_due(state, run(0.01, 1000, 900), evalset, 0, False, False) == (True, False)
+    state.last_check_image_seconds = 0.0
     # checks already took more than their share of the time so far: wait
     state.eval_seconds = 6.0
     assert _eval_due(state, run(0.01, 1000, 900), evalset, 0, False, False) == (False, False)
