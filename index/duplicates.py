@@ -2,10 +2,11 @@
 
 Each image's neighbours within the threshold come from a range search of the index itself
 (exact for a flat index; an IVF index probes its tuned nprobe lists, so the cost grows about as
-n^1.5, not n^2, and no n x n matrix is ever formed). The edges join into groups with a sparse
-connected-components pass. Byte-identical copies were merged at ingest (one catalog row, their
-other uris in the catalog's `copies`): they are reported with the image they are copies of, and
-an image that only has byte copies is a group of its own.
+n^1.5, not n^2, and no n x n matrix is ever formed). The edges join into groups by label
+propagation with pointer jumping (`component_labels`, numpy only: the service image has no
+SciPy). Byte-identical copies were merged at ingest (one catalog row, their other uris in the
+catalog's `copies`): they are reported with the image they are copies of, and an image that
+only has byte copies is a group of its own.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from typing import Any
 
 import faiss
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from index.catalog import CatalogRow
 from index.faiss_index import FaissStore
@@ -155,9 +154,8 @@ def _components(
     best = np.zeros(n, np.float32)
     np.maximum.at(best, a, scores)
     np.maximum.at(best, b, scores)
-    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
-    count, labels = connected_components(graph, directed=False)
-    sizes = np.bincount(labels, minlength=count)
+    labels = component_labels(n, a, b)
+    sizes = np.bincount(labels, minlength=int(labels.max(initial=-1)) + 1)
     groups: list[Group] = []
     by_component = np.argsort(labels, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(sizes)])
@@ -171,6 +169,32 @@ def _components(
             groups.append(Group((Member(int(ids[p]), 1.0, tuple(copies[int(ids[p])])),), True))
     groups.sort(key=lambda g: (-g.size, -g.members[0].score, g.members[0].id))
     return groups
+
+
+def component_labels(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The connected components of the undirected graph on 0..n-1 with edges (a[i], b[i]):
+    labels 0..count-1, numbered in the order of each component's smallest node.
+
+    Each node points at the smallest node it has heard of; every round, both ends of each edge
+    take the smaller of their two pointers, then pointers jump to their pointer's pointer until
+    they settle. Rounds stop when no edge joins two different labels.
+    """
+    parent = np.arange(n, dtype=np.int64)
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    while True:
+        pa, pb = parent[a], parent[b]
+        apart = pa != pb
+        if not apart.any():
+            break
+        low, high = np.minimum(pa[apart], pb[apart]), np.maximum(pa[apart], pb[apart])
+        np.minimum.at(parent, high, low)  # hook the larger root under the smaller
+        while True:  # pointer jumping: everyone points at its root
+            jumped = parent[parent]
+            if np.array_equal(jumped, parent):
+                break
+            parent = jumped
+    _, labels = np.unique(parent, return_inverse=True)
+    return np.asarray(labels, dtype=np.int64).reshape(n)
 
 
 def write_groups(report: DuplicateReport, rows: dict[int, CatalogRow], out: Path) -> None:

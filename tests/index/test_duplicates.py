@@ -186,3 +186,35 @@ def test_images_written_during_the_search_do_not_confuse_it(tmp_path: Path) -> N
 def _pairs(group: frozenset[int]) -> list[tuple[int, int]]:
     members = sorted(group)
     return [(x, y) for i, x in enumerate(members) for y in members[i + 1 :]]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_component_labels_equal_a_breadth_first_walk(seed: int) -> None:
+    """Random sparse graphs (chains, stars, isolated nodes, repeated and self edges) against BFS."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 400))
+    m = int(rng.integers(0, 2 * n))
+    a, b = rng.integers(0, n, m), rng.integers(0, n, m)
+    if seed % 2:  # a long chain in a shuffled order: the case that needs many rounds
+        order = rng.permutation(n)
+        a, b = np.concatenate([a, order[:-1]]), np.concatenate([b, order[1:]])
+    neighbours: list[list[int]] = [[] for _ in range(n)]
+    for x, y in zip(a.tolist(), b.tolist(), strict=True):
+        neighbours[x].append(y)
+        neighbours[y].append(x)
+    expected, seen = set(), set()
+    for start in range(n):
+        if start in seen:
+            continue
+        component, todo = {start}, deque([start])
+        while todo:
+            for other in neighbours[todo.popleft()]:
+                if other not in component:
+                    component.add(other)
+                    todo.append(other)
+        seen |= component
+        expected.add(frozenset(component))
+    labels = dup.component_labels(n, a, b)
+    got = {frozenset(np.flatnonzero(labels == c).tolist()) for c in np.unique(labels)}
+    assert got == expected
+    assert sorted(np.unique(labels).tolist()) == list(range(len(expected)))
