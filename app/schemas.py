@@ -362,7 +362,7 @@ class MapResponse(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{
             "points": [{"id": 1, "x": 0.25, "y": 0.75, "label": "cat"}], "next_cursor": None, "total_points": 1,
-            "method": "t-SNE (perplexity 30) of 50 principal components", "collection_size": 1,
+            "method": "neighbour-graph layout (10 neighbours an image)", "collection_size": 1,
             "spread": {"std_ratio": 0.8, "effective_rank": 40.0}, "warning": None,
             "index_version": "20261126T125959Z-efd043",
         }]}

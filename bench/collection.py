@@ -4,7 +4,7 @@
 
 On the index given (e.g. the demo's 60,000 CIFAR-10 images): near-duplicate groups at three
 thresholds (the first search and the cached repeat are timed by the service; here the search
-itself), the map (t-SNE of the default sample), a filtered search for a common label, a rare
+itself), the map (the neighbour-graph layout of the default sample), a filtered search for a common label, a rare
 label and no filter (median of 200 queries each, one thread, as the service searches), and a
 page of browsing. With --million, the duplicate search's cost at 1,000,000 vectors is measured
 on a synthetic clustered IVF index of that size: a share of its vectors queried, the rest

@@ -33,7 +33,7 @@ def index_build(
         Runtime.AUTO
     ),
     map_sample: Annotated[
-        int, typer.Option(help="Images on the collection's 2-D map (t-SNE of a sample; 0: no map).")
+        int, typer.Option(help="Images on the collection's 2-D map (a neighbour-graph layout of a sample; 0: no map).")
     ] = DEFAULT_MAP_SAMPLE,
     backend: Annotated[
         str | None,

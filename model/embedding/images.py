@@ -22,6 +22,8 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image, ImageOps
 
+from model.embedding.frames import trim_frame
+
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
@@ -32,14 +34,9 @@ MAX_IMAGE_PIXELS = 64_000_000
 # Largest upload the service decodes. Lower than the offline limit because a service holds
 # one decoded image per concurrent request: 16 requests at 40 MP is ~1.9 GB of RGB.
 UPLOAD_MAX_PIXELS = 40_000_000
-# A uniform frame around an image (to_square): a line belongs to it when this share of its pixels
-# is within this many levels (any channel) of the frame's colour; at most this share of a
-# dimension goes from each side.
-FRAME_SHARE = 0.98
-FRAME_TOLERANCE = 24
-FRAME_MAX = 0.4
-FRAME_PROBE = 256
-_LEVELS = np.arange(256)
+# Modes whose pixels can be box-averaged as they are (`shrink`): not palette indices, not
+# colours under transparency (composited onto white first).
+AVERAGEABLE_MODES = frozenset({"L", "RGB", "RGBX", "CMYK", "YCbCr", "I", "F"})
 # Formats the service accepts; anything else PIL recognises is an unsupported type (415).
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
 # ISO base media files (an `ftyp` box first) whose brand says HEIF or AVIF: phones' photos that
@@ -98,15 +95,18 @@ def open_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     return img
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image, side: int = 0) -> Image.Image:
     """Decode fully and convert any mode (L, LA, P, RGBA, CMYK, I;16, ...) to RGB.
 
     EXIF orientation is applied; transparency is composited onto white so that a
-    transparent background does not turn into arbitrary hidden colours.
+    transparent background does not turn into arbitrary hidden colours. With `side`, a large
+    image is box-reduced as early as its mode allows (`shrink`), so that what follows works on
+    a few hundred pixels a side rather than on millions.
     """
     try:
         img.load()
-        img = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)
+        img = shrink(img, side)
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):
             arr = np.asarray(img, dtype=np.float64)
             hi = max(float(arr.max()), 1.0)
@@ -117,9 +117,22 @@ def to_rgb(img: Image.Image) -> Image.Image:
             rgba = img.convert("RGBA")
             background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             img = Image.alpha_composite(background, rgba)
-        return img.convert("RGB")
+        return shrink(img if img.mode == "RGB" else img.convert("RGB"), side)
     except Exception as exc:
         raise UnreadableImageError(f"cannot decode image: {exc}") from exc
+
+
+def shrink(img: Image.Image, side: int) -> Image.Image:
+    """A decoded image reduced by the largest whole factor that keeps its shorter side >= `side`
+    (a box filter: what JPEG's draft mode does inside libjpeg, for every other format), or the
+    image itself when it is not twice that large or its mode cannot be averaged (palette,
+    alpha: those are reduced after `to_rgb` converts them).
+
+    Measured on 2560 x 1600 PNG screenshots squared to 224 px views (2 cores, 2026-12-06): the
+    work after the PNG decode fell from ~100 to ~10 ms (BENCHMARKS.md, "Serving real uploads").
+    """
+    factor = min(img.size) // side if side > 0 else 1
+    return img.reduce(factor) if factor >= 2 and img.mode in AVERAGEABLE_MODES else img
 
 
 def square_resize(img: Image.Image, size: int) -> np.ndarray:
@@ -134,94 +147,6 @@ def square_resize(img: Image.Image, size: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-def frame_trims(pixels: np.ndarray) -> tuple[int, int, int, int]:
-    """How many outer lines of one colour each side of an RGB array has: (left, top, right, bottom).
-
-    A line counts when at least FRAME_SHARE of its pixels are within FRAME_TOLERANCE (any
-    channel) of the side's outermost line's mean colour; at most FRAME_MAX of a dimension a side.
-    """
-    h, w = pixels.shape[:2]
-
-    def depth(lines: np.ndarray) -> int:  # lines: (n, length, 3) uint8, outermost first
-        if not len(lines):
-            return 0
-        colour = lines[0].mean(axis=0)
-        outer = np.abs(lines[0] - colour).max(axis=1) <= FRAME_TOLERANCE
-        if outer.mean() < FRAME_SHARE:  # most images: no frame, and only the outermost line is read
-            return 0
-        # per channel, which of the 256 levels are near the frame's colour (a table lookup is
-        # far cheaper than arithmetic on every pixel)
-        tables = [np.abs(_LEVELS - c) <= FRAME_TOLERANCE for c in colour]
-
-        def near(part: np.ndarray) -> np.ndarray:
-            ok = tables[0][part[..., 0]] & tables[1][part[..., 1]] & tables[2][part[..., 2]]
-            return np.asarray(ok.mean(axis=1) >= FRAME_SHARE)
-
-        done = 1
-        while done < len(lines):
-            chunk = near(lines[done : done + done])  # 1, 2, 4, ... lines at a time
-            if not chunk.all():
-                return done + int(np.argmin(chunk))
-            done += len(chunk)
-        return done
-
-    return (
-        depth(pixels[:, : int(w * FRAME_MAX)].transpose(1, 0, 2)),
-        depth(pixels[: int(h * FRAME_MAX)]),
-        depth(pixels[:, w - 1 : w - 1 - int(w * FRAME_MAX) : -1].transpose(1, 0, 2)),
-        depth(pixels[h - 1 : h - 1 - int(h * FRAME_MAX) : -1]),
-    )
-
-
-def _give_back(near: int, far: int, extra: int) -> tuple[int, int]:
-    """Shrink two opposite trims by `extra` lines in all, as evenly as they allow."""
-    back_near = min(near, max(extra - far, extra // 2))
-    return near - back_near, far - min(far, extra - back_near)
-
-
-def frame_box(pixels: np.ndarray) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of an RGB array without its uniform frame.
-
-    A frame is what people put around an image: a white mount, a coloured border, a screenshot's
-    padding. Two layers are trimmed (a mount around an image with a plain background comes off
-    down to where the image's own background would), at most FRAME_MAX of a dimension a side,
-    and the box is then widened back to the array's aspect ratio, so that the square crop
-    after it sees an object on a plain background whole (a tall bottle keeps its cap) and a
-    framed copy of an image gets the image's own box.
-    """
-    h, w = pixels.shape[:2]
-    left, top, right, bottom = 0, 0, 0, 0
-    for _ in range(2):
-        inner = pixels[top : h - bottom, left : w - right]
-        if inner.shape[0] < 2 or inner.shape[1] < 2:
-            break
-        more = frame_trims(inner)
-        if not any(more):
-            break
-        left, top, right, bottom = (a + b for a, b in zip((left, top, right, bottom), more, strict=True))
-    cap_w, cap_h = int(w * FRAME_MAX), int(h * FRAME_MAX)
-    left, right, top, bottom = min(left, cap_w), min(right, cap_w), min(top, cap_h), min(bottom, cap_h)
-    bw, bh = w - left - right, h - top - bottom
-    if bw * h > bh * w:  # relatively wider than the array: give rows back
-        top, bottom = _give_back(top, bottom, min(top + bottom, round(bw * h / w) - bh))
-    elif bw * h < bh * w:
-        left, right = _give_back(left, right, min(left + right, round(bh * w / h) - bw))
-    return left, top, w - right, h - bottom
-
-
-def trim_frame(img: Image.Image) -> Image.Image:
-    """An RGB image without its uniform frame (`frame_box`); the image itself when it has none."""
-    # The frame is looked for on a box-reduced copy of at most ~2 * FRAME_PROBE px a side (an
-    # int factor, so the box maps back exactly up to that factor): cheap for a camera frame.
-    factor = max(1, max(img.size) // FRAME_PROBE)
-    probe = img.reduce(factor) if factor > 1 else img
-    left, top, right, bottom = frame_box(np.asarray(probe))
-    if (left, top, right, bottom) == (0, 0, *probe.size):
-        return img
-    w, h = img.size
-    return img.crop((left * factor, top * factor, min(w, right * factor), min(h, bottom * factor)))
-
-
 def to_square(img: Image.Image, size: int) -> np.ndarray:
     """An RGB image -> (size, size, 3) uint8: its uniform frame trimmed (`trim_frame`), then
     `square_resize`. The one transform training, evaluation, indexing and queries share, so that
@@ -233,7 +158,7 @@ def decode_opened(img: Image.Image, size: int) -> np.ndarray:
     """An image from `open_image` (header checked, not decoded yet) -> (size, size, 3) uint8."""
     if img.format == "JPEG":
         img.draft("RGB", (size, size))  # let libjpeg downscale by 1/2..1/8 while decoding
-    return to_square(to_rgb(img), size)
+    return to_square(to_rgb(img, size), size)
 
 
 def decode_square(data: bytes, size: int, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:

@@ -21,7 +21,8 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 from PIL import Image
 
-from model.embedding.images import square_resize, to_rgb, trim_frame
+from model.embedding.frames import trim_frame
+from model.embedding.images import square_resize, to_rgb
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom, as fractions of the width / height
 WHOLE: Box = (0.0, 0.0, 1.0, 1.0)
@@ -65,16 +66,18 @@ def view_squares(img: Image.Image, size: int, boxes: Sequence[Box] = QUERY_VIEWS
 def decode_views(img: Image.Image, size: int, boxes: Sequence[Box] = QUERY_VIEWS) -> np.ndarray:
     """An image from `model.embedding.images.open_image` (header checked, not decoded yet) -> its views.
 
-    A large JPEG is downscaled by libjpeg while decoding (as `model.embedding.images.decode_opened` does
-    for the index), here only as far as the smallest view still has `size` pixels: its whole
-    view may then come from a finer decode than the index's, so a re-uploaded indexed JPEG
-    scores close to, not exactly, 1 against itself (0.984-1.000 for 20 of the benchmark photos
-    with EfficientNet-Lite0 at 128 px, 2026-11-27)."""
-    if img.format == "JPEG":  # libjpeg may downscale while decoding, as long as the smallest view keeps `size`
-        smallest = min(min(right - left, bottom - top) for left, top, right, bottom in boxes)
-        need = math.ceil(size / max(smallest, 1e-3))
+    A large image is downscaled while it is decoded (a JPEG by libjpeg's draft mode, any other
+    format by a box reduction, `model.embedding.images.to_rgb`), as
+    `model.embedding.images.decode_opened` does for the index, here only as far as the
+    smallest view still has `size` pixels: its whole view may then come from a finer decode
+    than the index's, so a re-uploaded indexed JPEG scores close to, not exactly, 1 against
+    itself (0.984-1.000 for 20 of the benchmark photos with EfficientNet-Lite0 at 128 px,
+    2026-11-27)."""
+    smallest = min(min(right - left, bottom - top) for left, top, right, bottom in boxes)
+    need = math.ceil(size / max(smallest, 1e-3))  # the side at which the smallest view keeps `size`
+    if img.format == "JPEG":  # libjpeg may downscale while decoding
         img.draft("RGB", (need, need))
-    return view_squares(to_rgb(img), size, boxes)
+    return view_squares(to_rgb(img, need), size, boxes)
 
 
 def merge_views(scores: Sequence[np.ndarray], ids: Sequence[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:

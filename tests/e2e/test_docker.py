@@ -1,5 +1,6 @@
-"""The API image, built and run for real: a mounted ResNet-18 encoder (its ONNX export: the image
-has no torch) and an index built with it, a real search, non-root, healthy.
+"""The API image, built and run for real: the photo encoder a photo collection gets (the shipped
+EfficientNet-Lite0 at 224 px, mounted as its ONNX export: the image has no torch) and an index
+built with it, a real search, duplicate groups and the map, non-root, healthy, at most 400 MB.
 
 Skipped (with the reason) where no Docker engine answers; `docker/build-local.sh` (as root)
 starts Debian's engine, makes a local base image and builds the image here.
@@ -15,18 +16,16 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import torch
 
 from index.build import build_index
-from model.embedding.backbones import build_backbone
-from model.embedding.embed import load_encoder
-from model.embedding.encoder_file import save_encoder
 from model.embedding.onnx_export import export_onnx
-from model.training.presets import preset
+from model.embedding.pretrained import export_as_is
+from model.embedding.runtime import load_runtime
 from tests.conftest import encode, pattern_image
 from tests.e2e.conftest import free_port, wait_ready
 
 IMAGE = "latent-search/api:local"
+MAX_IMAGE_BYTES = 400_000_000  # issue 34: the API image stays lean
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -57,18 +56,17 @@ def test_api_image_serves_a_mounted_index(image_folder: Path, tmp_path: Path) ->
     subprocess.run([str(ROOT / "docker" / "build-local.sh")], check=True, timeout=1800)
     probe = "import importlib.util as u; print(u.find_spec('torch'), u.find_spec('onnxruntime') is not None)"
     assert docker("run", "--rm", "--network", "none", IMAGE, "python3", "-c", probe) == "None True"
+    size = int(docker("image", "inspect", "--format", "{{.Size}}", IMAGE))
+    assert size <= MAX_IMAGE_BYTES, f"the API image is {size / 1e6:.0f} MB, over {MAX_IMAGE_BYTES / 1e6:.0f} MB"
     # pytest's temporary folders are 0700: give the container's non-root user its own copies.
     encoder = tmp_path / "encoder"
     encoder.mkdir(mode=0o755)
-    cfg = preset("resnet18").encoder
-    torch.manual_seed(0)
-    backbone, dim = build_backbone(cfg)
-    save_encoder(encoder / "encoder.pt", backbone.eval(), cfg, dim)
+    export_as_is("efficientnet_lite0", encoder / "encoder.pt", 224)
     export_onnx(encoder / "encoder.pt")
     for file in encoder.iterdir():
         file.chmod(0o644)
     index = tmp_path / "index"
-    build_index(load_encoder(encoder / "encoder.pt"), image_folder, index, progress=False)
+    build_index(load_runtime(encoder / "encoder.pt"), image_folder, index, progress=False)
     for path in [index, *index.rglob("*")]:  # it writes its journal and working catalog here
         path.chmod(0o777 if path.is_dir() else 0o666)
     port = free_port()
@@ -108,8 +106,8 @@ def run_and_check(name: str, encoder: Path, index: Path, port: int) -> None:
     r = httpx.post(f"{base}/search", files={"image": ("q.png", query, "image/png")}, params={"k": 5}, timeout=30)
     assert r.status_code == 200 and len(r.json()["neighbours"]) == 5
     info = httpx.get(f"{base}/index", timeout=10).json()
-    assert info["encoder_runtime"] == "onnx" and info["encoder_arch"] == "resnet18"
-    # The collection features need SciPy (duplicate groups) and the measured threshold the encoder.
+    assert info["encoder_runtime"] == "onnx" and info["encoder_arch"] == "efficientnet_lite0"
+    # The collection features run without SciPy or scikit-learn; the measured threshold needs the encoder.
     duplicates = httpx.get(f"{base}/duplicates", timeout=60)
     assert duplicates.status_code == 200 and duplicates.json()["calibration"] is not None
     assert httpx.get(f"{base}/map", timeout=10).json()["total_points"] == info["count"]
