@@ -7,7 +7,7 @@ The collection: the first 5,000 photos of the archives given (squared to 224 px,
 bench.demo makes its folder), indexed with the encoder a photo collection gets by default, the
 shipped EfficientNet-Lite0 at 224 px, served through ONNX Runtime. The uploads:
   - phone: 12-MP JPEGs (4000 x 3000, quality 90) made from the collection's test photos,
-    upscaled, with sensor-like noise (sigma 4) so that they weigh what a phone's do (2-5 MB);
+    upscaled, with sensor-like noise (sigma 6) so that they weigh what a phone's do (2-5 MB);
     every other one stored on its side with EXIF orientation 6, as a phone held upright writes it;
   - screenshot: 2560 x 1600 PNGs, a window with bars, text and a photo in it.
 For each kind, in-process and in the same run:
@@ -35,9 +35,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from app.config import Settings
 from bench.demo import make_folder
 from bench.report import machine, table, today, write_section
-from bench.serve import free_port, load_test, multipart, serve, stopped_after
+from bench.serve import free_port, load_test, multipart, sample_queries, serve, stopped_after, untrained_encoder
 from bench.serve import http_limit as bare_http_limit
 from index.build import build_index
 from index.store import load
@@ -74,7 +75,7 @@ def test_photos(sources: list[str], n: int) -> list[Image.Image]:
 
 def phone_jpeg(photo: Image.Image, seed: int, on_its_side: bool) -> bytes:
     big = photo.resize(PHONE, Image.Resampling.BICUBIC)
-    noisy = np.asarray(big, np.float32) + np.random.default_rng(seed).normal(0, 4, (PHONE[1], PHONE[0], 3))
+    noisy = np.asarray(big, np.float32) + np.random.default_rng(seed).normal(0, 6, (PHONE[1], PHONE[0], 3))
     img = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
     exif = Image.Exif()
     if on_its_side:  # stored rotated; orientation 6 says "turn 90 degrees clockwise to view"
@@ -125,16 +126,15 @@ def photo_encoder(work: Path) -> Path:
     return path
 
 
-def photo_index(encoder: Path, sources: list[str], count: int, work: Path) -> Path:
-    index_dir = work / "index"
+def fresh_index(encoder: Path, data: str, index_dir: Path) -> Path:
+    """The index of `data` built with `encoder`, reused when one with that encoder is there."""
     checksum = load_runtime(encoder, "onnx", "cpu").checksum
     try:
         if read_manifest(index_dir)["encoder"]["sha256"] == checksum:
             return index_dir
     except IndexNotFoundError:
         pass
-    folder = make_folder(sources, count, 224, work / "photos")
-    build_index(load_runtime(encoder, "onnx", "cpu"), str(folder), index_dir, progress=False)
+    build_index(load_runtime(encoder, "onnx", "cpu"), data, index_dir, progress=False)
     return index_dir
 
 
@@ -153,9 +153,11 @@ def rate(run: object, items: list[bytes], seconds: float = 6.0) -> float:
     return done / (time.perf_counter() - t0)
 
 
-def in_process(encoder: EncoderRuntime, index_dir: Path, files: list[bytes], reps: int) -> dict[str, float]:
-    """The pipeline's median ms for one upload, and the decode and encoder rates in queries/s."""
-    index = load(index_dir, encoder.checksum)
+def in_process(
+    encoder: EncoderRuntime, index_dir: Path, files: list[bytes], reps: int, rates: bool = True
+) -> dict[str, float]:
+    """The pipeline's median ms for one upload, and (`rates`) the decode and encoder rates in queries/s."""
+    index = load(index_dir, encoder.checksum, store_settings=Settings().store_settings)  # the service's FAISS threads
     size = encoder.image_size
     times = []
     for i in range(reps):
@@ -164,18 +166,69 @@ def in_process(encoder: EncoderRuntime, index_dir: Path, files: list[bytes], rep
         vectors = encoder.embed_pixels(views)
         search_views(lambda v, n: index.search(v, n), [vectors], 10)
         times.append(time.perf_counter() - t0)
+    pipeline_ms = 1000 * statistics.median(times[2:])
+    if not rates:
+        index.close()
+        return {"pipeline_ms": pipeline_ms}
     with ThreadPoolExecutor(usable_cores()) as pool:
         decode_qps = rate(lambda items: list(pool.map(lambda d: views_of(d, size), items)), files)
     batch = np.concatenate([views_of(d, size) for d in (files * 8)[:8]])
     encoder_qps = rate(lambda items: encoder.embed_pixels(batch), [b""] * 8)
     index.close()
-    return {"pipeline_ms": 1000 * statistics.median(times[2:]), "decode": decode_qps, "encoder": encoder_qps}
+    return {"pipeline_ms": pipeline_ms, "decode": decode_qps, "encoder": encoder_qps}
+
+
+def measure(
+    kind: str, files: list[bytes], encoder_path: Path, index_dir: Path, requests: int, seconds: float
+) -> list[list[str]]:
+    """The table rows of one kind of upload: its limits in-process, then the server under load."""
+    encoder = load_runtime(encoder_path, "onnx", "cpu", threads=usable_cores())
+    bodies = [multipart(d) for d in files]
+    mb = statistics.mean(len(d) for d in files) / 1e6
+    rates = in_process(encoder, index_dir, files, reps=4)
+    http = bare_http_limit(bodies, requests, seconds)
+    limit = 1 / (1 / rates["decode"] + 1 / rates["encoder"] + 1 / http)
+    print(f"{kind}: {mb:.2f} MB, {rates}, HTTP {http:.0f} q/s, limit {limit:.1f} q/s", flush=True)
+    rows = []
+    port = free_port()
+    with stopped_after(serve(encoder_path, index_dir, port, "onnx")):
+        load_test(port, bodies, 4, 16, 20)  # warm-up
+        for c in (1, 4, 16):
+            if c == 1:  # the pipeline's median next to the concurrency-1 level, before and after it
+                before = in_process(encoder, index_dir, files, reps=30, rates=False)["pipeline_ms"]
+            r = load_test(port, bodies, c, requests, seconds)
+            if c == 1:
+                after = in_process(encoder, index_dir, files, reps=30, rates=False)["pipeline_ms"]
+                pipeline = (before + after) / 2
+            print(f"  c={c}: {r}", flush=True)
+            rows.append(
+                [
+                    kind,
+                    f"{len(files)} x {1000 * mb:,.0f} kB",
+                    f"{encoder.arch} {encoder.image_size} px",
+                    f"{pipeline:.1f} ({before:.1f}, {after:.1f})" if c == 1 else "",
+                    f"{rates['decode']:.0f}",
+                    f"{rates['encoder']:.0f}",
+                    f"{http:.0f}",
+                    f"{limit:.1f}",
+                    str(c),
+                    f"{r['n']:.0f}",
+                    f"{r['errors']:.0f}",
+                    f"{r['qps']:.1f}",
+                    f"{r['p50']:.1f}",
+                    f"{r['p99']:.1f}",
+                    f"{r['p50'] / pipeline:.2f}" if c == 1 else "",
+                    f"{r['qps'] / limit:.2f}" if c == 16 else "",
+                ]
+            )
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", action="append", required=True, help="labelled photo archives (train/ test/)")
     parser.add_argument("--count", type=int, default=5000, help="photos in the collection")
+    parser.add_argument("--small", help="also the small-image rows: this archive (CIFAR-10) against cpu-small")
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench-uploads"))
     parser.add_argument("--requests", type=int, default=200, help="most requests per concurrency level")
     parser.add_argument("--seconds", type=float, default=30.0, help="most seconds per concurrency level")
@@ -183,58 +236,41 @@ def main() -> None:
     args = parser.parse_args()
     work: Path = args.workdir
     work.mkdir(parents=True, exist_ok=True)
-    kinds = uploads(args.photos, work)
     encoder_path = photo_encoder(work)
-    index_dir = photo_index(encoder_path, args.photos, args.count, work)
+    folder = make_folder(args.photos, args.count, 224, work / "photos")
+    index_dir = fresh_index(encoder_path, str(folder), work / "index")
     count = read_manifest(index_dir)["count"]
-    encoder = load_runtime(encoder_path, "onnx", "cpu", threads=usable_cores())
     rows = []
-    for kind, files in kinds.items():
-        bodies = [multipart(d) for d in files]
-        mb = statistics.mean(len(d) for d in files) / 1e6
-        measured = in_process(encoder, index_dir, files, reps=24)
-        http = bare_http_limit(bodies, args.requests, args.seconds)
-        limit = 1 / (1 / measured["decode"] + 1 / measured["encoder"] + 1 / http)
-        print(f"{kind}: {mb:.1f} MB, {measured}, HTTP {http:.0f} q/s, limit {limit:.1f} q/s", flush=True)
-        port = free_port()
-        with stopped_after(serve(encoder_path, index_dir, port, "onnx")):
-            load_test(port, bodies, 4, 16, 20)  # warm-up
-            for c in (1, 4, 16):
-                r = load_test(port, bodies, c, args.requests, args.seconds)
-                print(f"  c={c}: {r}", flush=True)
-                rows.append(
-                    [
-                        kind,
-                        f"{len(files)} x {mb:.1f} MB",
-                        f"{measured['pipeline_ms']:.0f}",
-                        f"{measured['decode']:.1f}",
-                        f"{measured['encoder']:.1f}",
-                        f"{http:.0f}",
-                        f"{limit:.1f}",
-                        str(c),
-                        f"{r['n']:.0f}",
-                        f"{r['errors']:.0f}",
-                        f"{r['qps']:.1f}",
-                        f"{r['p50']:.0f}",
-                        f"{r['p99']:.0f}",
-                        f"{r['p50'] / measured['pipeline_ms']:.2f}" if c == 1 else "",
-                        f"{r['qps'] / limit:.2f}" if c == 16 else "",
-                    ]
-                )
+    for kind, files in uploads(args.photos, work).items():
+        rows += measure(kind, files, encoder_path, index_dir, args.requests, args.seconds)
+    small = ""
+    if args.small:
+        small_encoder = untrained_encoder("cpu-small", work / "cpu-small-untrained.pt")
+        small_index = fresh_index(small_encoder, args.small, work / "index-small")
+        files = sample_queries(args.small, 64)
+        rows += measure("small JPEG", files, small_encoder, small_index, 4 * args.requests, args.seconds)
+        small = (
+            f"; small JPEG: 64 test JPEGs of {args.small} against an untrained cpu-small encoder (speed does not "
+            f"depend on the weights) and an index of its {read_manifest(small_index)['count']:,} images"
+        )
     body = (
         f"## Serving real uploads ({today()})\n\n`uv run python -m bench.serve_uploads "
         + " ".join(f"--photos {p}" for p in args.photos)
-        + f"` on {machine()}.\nIndex: {count:,} photos, EfficientNet-Lite0 as it ships at 224 px through ONNX "
-        "Runtime (4 query views an upload). phone: 12-MP JPEGs (4000 x 3000, quality 90, half with EXIF "
-        "orientation 6); screenshot: 2560 x 1600 PNGs. pipeline = the service's work for one upload in-process "
-        "(median); decode / encoder / HTTP = each stage's queries/s alone (decode on one thread a core, encoder "
-        "on batches of 8 queries, HTTP = a bare FastAPI endpoint reading the same uploads at concurrency 16); "
-        "limit = 1 / (1 / decode + 1 / encoder + 1 / HTTP). Goals: p50 at concurrency 1 <= 1.3 x pipeline; "
-        "q/s at 16 >= 0.7 x limit.\n\n"
+        + (f" --small {args.small}" if args.small else "")
+        + f"` on {machine()}.\nPhoto rows: an index of {count:,} photos, EfficientNet-Lite0 as it ships at 224 px "
+        "through ONNX Runtime; phone = 12-MP JPEGs (4000 x 3000, quality 90, half stored on their side with EXIF "
+        f"orientation 6), screenshot = 2560 x 1600 PNGs{small}. Each upload is searched as 4 query views. "
+        "pipeline = the service's work for one upload in-process, without HTTP (median ms, measured just before "
+        "and just after the concurrency-1 level, in brackets); decode / encoder / HTTP = each stage's queries/s "
+        "alone (decode on one thread a core, the encoder on batches of 8 queries, HTTP = a bare FastAPI endpoint "
+        "reading the same uploads at concurrency 16); limit = 1 / (1 / decode + 1 / encoder + 1 / HTTP), the "
+        "three sharing the same cores. Goals (issue 34): p50 at concurrency 1 <= 1.3 x pipeline; q/s at 16 >= "
+        "0.7 x limit.\n\n"
         + table(
             [
                 "uploads",
                 "files",
+                "encoder",
                 "pipeline ms",
                 "decode q/s",
                 "encoder q/s",

@@ -144,6 +144,18 @@ class Catalog:
             cur = self._conn.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in ids])
             return cur.rowcount
 
+    def move(self, image_id: int, uri: str, copies: Iterable[str] = ()) -> bool:
+        """Give a row a new uri and set its byte-identical copies' uris; False if the id is unknown."""
+        with self._lock, self._conn:
+            row = self._conn.execute("SELECT sha256 FROM images WHERE id = ?", (int(image_id),)).fetchone()
+            if row is None:
+                return False
+            self._conn.execute("UPDATE images SET uri = ? WHERE id = ?", (uri, int(image_id)))
+            self._conn.execute("DELETE FROM copies WHERE sha256 = ?", (row[0],))
+            others = [(row[0], u) for u in dict.fromkeys(copies) if u != uri]
+            self._conn.executemany("INSERT OR IGNORE INTO copies VALUES (?, ?)", others)
+            return True
+
     def get(self, ids: Iterable[int]) -> dict[int, CatalogRow]:
         ids = [int(i) for i in ids]
         if not ids:

@@ -7,6 +7,7 @@ version at start-up. A rebuild folds them into a new version and starts a new jo
     ROOT/journal/<version>.jsonl
     {"op": "add", "id": 7, "uri": ..., "sha256": ..., "width": ..., "height": ..., "label": ..., "vector": b64}
     {"op": "remove", "ids": [7, 9]}
+    {"op": "move", "id": 7, "uri": ..., "copies": [...]}   (a file renamed or moved: same bytes, new place)
 
 A torn last line (a crash in the middle of an append) was never acknowledged: it is ignored.
 """
@@ -42,12 +43,23 @@ class RemoveEntry:
     ids: tuple[int, ...]
 
 
-Entry = AddEntry | RemoveEntry
+@dataclass(frozen=True)
+class MoveEntry:
+    """An image's bytes found at other places: its uri and its byte-identical copies' uris."""
+
+    id: int
+    uri: str
+    copies: tuple[str, ...] = ()
+
+
+Entry = AddEntry | RemoveEntry | MoveEntry
 
 
 def _encode(entry: Entry) -> dict[str, Any]:
     if isinstance(entry, RemoveEntry):
         return {"op": "remove", "ids": list(entry.ids)}
+    if isinstance(entry, MoveEntry):
+        return {"op": "move", "id": entry.id, "uri": entry.uri, "copies": list(entry.copies)}
     img = entry.image
     vec = base64.b64encode(np.ascontiguousarray(entry.vector, dtype=np.float32).tobytes()).decode()
     return {
@@ -65,6 +77,8 @@ def _encode(entry: Entry) -> dict[str, Any]:
 def _decode(row: dict[str, Any]) -> Entry:
     if row["op"] == "remove":
         return RemoveEntry(tuple(int(i) for i in row["ids"]))
+    if row["op"] == "move":
+        return MoveEntry(int(row["id"]), str(row["uri"]), tuple(str(u) for u in row["copies"]))
     vector = np.frombuffer(base64.b64decode(row["vector"]), dtype=np.float32).copy()
     image = NewImage(row["uri"], row["sha256"], int(row["width"]), int(row["height"]), row.get("label"))
     return AddEntry(int(row["id"]), image, vector)

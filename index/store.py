@@ -27,7 +27,7 @@ import numpy as np
 from index.atlas import MAP_FILE, CollectionMap, load_map
 from index.catalog import Catalog, CatalogFilter, CatalogRow, NewImage
 from index.filtering import MatchingIds, exact_among
-from index.journal import AddEntry, Entry, Journal, RemoveEntry
+from index.journal import AddEntry, Entry, Journal, MoveEntry, RemoveEntry
 from index.rwlock import RWLock
 from index.vector_store import StoreSettings, VectorStore
 from index.vectors import open_store
@@ -168,6 +168,17 @@ class ImageIndex:
                 self.journal.append([RemoveEntry(tuple(int(i) for i in ids))])
             return removed
 
+    def move(self, moves: list[MoveEntry]) -> int:
+        """New places for known bytes (renamed or moved files): uri and copies change, the id,
+        vector and anything keyed by the id stay. Returns how many ids the catalog held."""
+        with self.lock.write():
+            self._check_live()
+            moved = [m for m in moves if self.catalog.move(m.id, m.uri, m.copies)]
+            self.generation += 1
+            if self.journal is not None and moved:
+                self.journal.append(moved)
+            return len(moved)
+
     def _check_live(self) -> None:
         if self.replica_of is not None:
             raise ReadReplicaError(
@@ -188,6 +199,8 @@ class ImageIndex:
                 ((got, created),) = self.catalog.add([entry.image], ids=[entry.id])
                 if created and vectors:
                     self.backend.add(entry.vector[None, :], np.array([got], dtype=np.int64))
+            elif isinstance(entry, MoveEntry):
+                self.catalog.move(entry.id, entry.uri, entry.copies)
             else:
                 if vectors:
                     self.backend.remove(np.asarray(entry.ids, dtype=np.int64))

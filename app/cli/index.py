@@ -11,6 +11,7 @@ import typer
 from app.cli.common import DataOpt, app, cli_settings, configure, data_path, fail
 from index.atlas import DEFAULT_MAP_SAMPLE
 from index.plan import DEFAULT_MEMORY_BUDGET, DEFAULT_RECALL_TARGET
+from index.sync import DEFAULT_MAX_REMOVED
 from model.embedding.runtime import Runtime
 
 index_app = typer.Typer(help="Build, inspect and export search indexes.", no_args_is_help=True)
@@ -80,6 +81,61 @@ def index_build(
         f"search {m['search_params'] or 'exact'}, recall@10 {m['recall_at_10']:.3f}, "
         f"{m['skipped_unreadable']} unreadable, {m['duplicates']} duplicates, {m['seconds']['total']:.0f} s"
     )
+
+
+@index_app.command("sync")
+def index_sync(
+    encoder: Annotated[Path, typer.Option(help="The encoder the index was built with.")],
+    data: Annotated[Path, typer.Option(help="The folder of images to follow.")],
+    index: Annotated[Path, typer.Option("--index", help="Index directory.")] = Path("indexes/default"),
+    force: Annotated[
+        bool, typer.Option(help="Go ahead even if the folder is empty or more than --max-removed would go.")
+    ] = False,
+    max_removed: Annotated[
+        float, typer.Option(help="Largest share of the index one sync may remove without --force.")
+    ] = DEFAULT_MAX_REMOVED,
+    chunk: Annotated[int, typer.Option(help="Images embedded and journalled together.")] = 64,
+    runtime: Annotated[Runtime, typer.Option(help="What runs the encoder: auto (ONNX when exported), torch, onnx.")] = (
+        Runtime.AUTO
+    ),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Bring an index in step with a folder: add new images, remove deleted ones, re-embed changed
+    ones, follow renamed or moved ones; only what changed is read. Safe by default (see
+    index/sync.py); while `serve` runs on the index, use POST /index/sync instead."""
+    configure(verbose)
+    from index.images import ImageStore
+    from index.store import load
+    from index.sync import STATE_FILE, FileStates, SyncRefusedError, apply_sync, check_safe, plan_sync
+    from model.embedding.runtime import load_runtime
+
+    if not 0 <= max_removed <= 1 or chunk < 1:
+        fail(ValueError("--max-removed must be in [0, 1] and --chunk >= 1"))
+    try:
+        enc = load_runtime(encoder, runtime, "cpu")
+        opened = load(index, encoder_checksum=enc.checksum, writable=True)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        fail(exc)
+        return
+    states = FileStates(index / STATE_FILE)
+    try:
+        plan = plan_sync(opened, data, states, allow_empty=force)
+        check_safe(plan, opened.count, max_removed, force)
+        typer.echo(f"plan: {json.dumps(plan.summary())}")
+        done = {"moved": 0, "added": 0, "removed": 0}
+
+        def step(what: str, n: int) -> None:
+            done[what] += n
+            typer.echo(f"{what} {done[what]:,}", err=True)
+
+        report = apply_sync(opened, plan, data, enc, states, ImageStore(index / "images"), chunk, step)
+    except SyncRefusedError as exc:
+        fail(exc)
+        return
+    finally:
+        states.close()
+        opened.close()
+    typer.echo(f"synced {index} with {data}: {json.dumps(report.summary)}")
 
 
 @index_app.command("info")

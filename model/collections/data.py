@@ -70,6 +70,11 @@ def check_source(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def label_of(uri: str) -> str | None:
+    """The label a folder layout gives the file at `uri` (relative, '/'-separated): its folder's name."""
+    return _split_and_label(tuple(uri.split("/")))[1]
+
+
 def iter_records(path: str | os.PathLike[str]) -> Iterator[ImageRecord]:
     """Yield every image file of a folder tree or tar archive, in a stable order."""
     root = check_source(path)
