@@ -27,6 +27,7 @@ from app.openapi import install_schema
 from app.replica import follow
 from app.routes import collection, images, search, status, web, writes
 from app.service import SearchService, ServiceNotReadyError
+from app.sync_job import Syncer
 from index.store import ReadReplicaError
 from model.embedding.images import ImageTooLargeError, UnreadableImageError, UnsupportedImageTypeError
 
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service = SearchService(settings)
         app.state.service = service
         app.state.rebuilder = Rebuilder(service, settings.rebuild_duty_cycle)
+        app.state.syncer = Syncer(service, app.state.rebuilder)
         app.state.duplicates = DuplicateCache()
         app.state.adaptation = None
         if settings.adapt_data and settings.adapt_run:

@@ -205,6 +205,27 @@ class RebuildRequest(BaseModel):
     )
 
 
+class SyncRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"data": "/photos", "force": False, "max_removed": 0.1}]})
+
+    data: str = Field(pattern=r"\S", max_length=4096, description="The folder on the server the index follows.")
+    force: bool = Field(False, description="Go ahead even if the folder is empty or more than max_removed would go.")
+    max_removed: float = Field(0.1, ge=0, le=1, description="Largest share of the index one sync may remove.")
+
+
+class SyncJobInfo(BaseModel):
+    id: str
+    data: str
+    force: bool
+    max_removed: float
+    state: str = Field(description="queued | running | succeeded | refused (nothing changed: see error) | failed")
+    done: dict[str, int] = Field(description="Images moved, added and removed so far.")
+    summary: dict[str, int] = Field(description="Once succeeded: files seen and hashed, added, removed, moved, ...")
+    created_at: str
+    finished_at: str | None
+    error: str | None
+
+
 class RebuildJobInfo(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={

@@ -20,7 +20,18 @@ from app.deps import (
 )
 from app.jobs import Rebuilder, RebuildRunningError
 from app.offload import run_blocking
-from app.schemas import ERROR_RESPONSES, AddedImage, AddImagesResponse, RebuildJobInfo, RebuildRequest, Timings
+from app.schemas import (
+    ERROR_RESPONSES,
+    AddedImage,
+    AddImagesResponse,
+    RebuildJobInfo,
+    RebuildRequest,
+    SyncJobInfo,
+    SyncRequest,
+    Timings,
+)
+from app.sync_job import Syncer, SyncRunningError
+from index.sync import SyncRefusedError
 
 router = APIRouter(tags=["writes"])
 
@@ -37,6 +48,14 @@ async def get_rebuilder(request: Request) -> Rebuilder:
 
 
 RebuilderDep = Annotated[Rebuilder, Depends(get_rebuilder)]
+
+
+async def get_syncer(request: Request) -> Syncer:
+    found: Syncer = request.app.state.syncer
+    return found
+
+
+SyncerDep = Annotated[Syncer, Depends(get_syncer)]
 
 
 @router.post(
@@ -126,3 +145,41 @@ async def rebuild_status(
     if job is None:
         raise HTTPException(404, f"no rebuild job {job_id!r}")
     return RebuildJobInfo(**dataclasses.asdict(job))
+
+
+@router.post(
+    "/index/sync",
+    status_code=202,
+    response_model=SyncJobInfo,
+    dependencies=[AdminDep, ReadyGuard],
+    responses={
+        503: ERROR_RESPONSES[503],
+        **AUTH_RESPONSES,
+        400: {"description": "The path is not a folder on the server: nothing was changed."},
+        409: {"description": "A sync is already running, or this server is a read replica."},
+    },
+)
+async def start_sync(syncer: SyncerDep, body: SyncRequest) -> SyncJobInfo:
+    """Bring the index in step with a folder on the server in the background (index/sync.py):
+    new files added, deleted ones removed, edited ones re-embedded, renamed or moved ones kept
+    under their id. An unsafe sync (an empty folder, more than `max_removed` of the index gone)
+    ends as `refused` and changes nothing."""
+    try:
+        job = syncer.start(body.data, body.force, body.max_removed)
+    except SyncRefusedError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    except SyncRunningError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return SyncJobInfo(**dataclasses.asdict(job))
+
+
+@router.get("/index/sync/{job_id}", response_model=SyncJobInfo, responses={404: {"description": "Unknown job."}})
+async def sync_status(
+    syncer: SyncerDep,
+    job_id: Annotated[str, Path(max_length=64, description="The id POST /index/sync answered with.")],
+) -> SyncJobInfo:
+    """State, progress and outcome of a sync job."""
+    job = syncer.jobs.get(job_id)
+    if job is None:
+        raise HTTPException(404, f"no sync job {job_id!r}")
+    return SyncJobInfo(**dataclasses.asdict(job))
