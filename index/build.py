@@ -23,6 +23,7 @@ from tqdm import tqdm
 from index.catalog import Catalog, NewImage
 from index.images import ImageStore
 from index.pipeline import BuildOptions, stage_version
+from index.sync import remember_files, scan
 from index.versions import CATALOG_FILE, publish, staging_dir
 from model.collections.data import ImageRecord, count_records, iter_records
 from model.common.hardware import cores_per_process
@@ -196,6 +197,8 @@ def build_index(
     Image bytes go to `image_store` (default OUT/images) so the service can return them.
     """
     started = time.perf_counter()
+    # A folder's file times before reading it: what `index sync` needs to skip unchanged files.
+    folder_files = scan(data)[0] if Path(data).is_dir() and current_process().is_main else None
     store = ImageStore(image_store or Path(out) / "images")
     embedded = embed_collection(encoder, data, batch_size, progress=progress, store=store)
     if embedded is None:  # another process than rank 0 under torchrun: its share is handed over
@@ -225,4 +228,6 @@ def build_index(
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
+    if folder_files is not None:
+        remember_files(out, data, folder_files)
     return BuildReport(Path(out), version, manifest.to_dict())

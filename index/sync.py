@@ -36,7 +36,7 @@ import numpy as np
 from index.catalog import NewImage
 from index.images import ImageStore
 from index.journal import MoveEntry
-from index.store import ImageIndex
+from index.store import ImageIndex, load
 from model.collections.data import IMAGE_SUFFIXES, label_of
 from model.embedding.images import UnreadableImageError, decode_image
 from model.embedding.runtime import EncoderRuntime
@@ -136,6 +136,28 @@ def scan(folder: str | Path) -> tuple[dict[str, tuple[int, int]], list[str]]:
                 continue
             files[path.relative_to(root).as_posix()] = (st.st_size, st.st_mtime_ns)
     return files, errors
+
+
+def remember_files(root: str | Path, folder: str | Path, before: dict[str, tuple[int, int]]) -> int:
+    """After `index build` of `folder` into `root`: record each file's (size, mtime) taken before
+    the build (`before`, from `scan`) with the sha256 the catalog has for its path, so that the
+    first sync need not read the collection again. A file whose size or mtime moved during the
+    build is left out (its bytes may not be what was indexed); it is read by the first sync."""
+    index = load(root)
+    try:
+        rows = list(index.catalog.rows())
+        copies = index.catalog.copies_of(r.sha256 for r in rows)
+    finally:
+        index.close()
+    sha_of = {r.uri: r.sha256 for r in rows} | {u: sha for sha, uris in copies.items() for u in uris}
+    after, _ = scan(folder)
+    keep = {u: (*st, sha_of[u]) for u, st in before.items() if u in sha_of and after.get(u) == st}
+    states = FileStates(Path(root) / STATE_FILE)
+    try:
+        states.record(keep)
+    finally:
+        states.close()
+    return len(keep)
 
 
 def plan_sync(index: ImageIndex, folder: str | Path, states: FileStates, allow_empty: bool = False) -> SyncPlan:
