@@ -87,6 +87,18 @@ class Settings(BaseSettings):
         None, ge=1, validation_alias=_named("encoder_threads", "torch_threads"),
         description="the encoder's intra-op threads (default: the cores this process may use)",
     )  # fmt: skip
+    encoder_run_pixels: int = Field(
+        8 * 224 * 224,
+        ge=1,
+        description="most pixels ONNX Runtime embeds in one run (bounds the buffers it keeps: "
+        "8 images of 224 px, ~300 MB resident with EfficientNet-Lite0)",
+    )
+    encoder_idle_unload_s: float = Field(
+        300.0,
+        ge=0,
+        description="unload the encoder after this many seconds without an embedding, reload it on the "
+        "next (about a second); 0: keep it loaded",
+    )
     decode_workers: int | None = Field(
         None, ge=1, description="threads decoding uploads (default: the cores this process may use)"
     )

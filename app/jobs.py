@@ -136,7 +136,13 @@ class Rebuilder:
         job.total = len(snapshot.rows)
         encoder = live.encoder
         if job.encoder_path:
-            encoder = load_runtime(job.encoder_path, settings.runtime, settings.device, settings.encoder_threads)
+            encoder = load_runtime(
+                job.encoder_path,
+                settings.runtime,
+                settings.device,
+                settings.encoder_threads,
+                settings.encoder_run_pixels,
+            )
         vectors = self._embed(encoder, [r.sha256 for r in snapshot.rows], job)
         t_embed = time.perf_counter()
         ids = np.array([r.id for r in snapshot.rows], dtype=np.int64)

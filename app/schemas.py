@@ -95,6 +95,9 @@ class IndexInfo(BaseModel):
     encoder_sha256: str
     encoder_arch: str
     encoder_runtime: str = Field(description="What runs the encoder: onnx (ONNX Runtime) or torch.")
+    encoder_loaded: bool = Field(
+        True, description="False while the encoder is unloaded after an idle time (the next upload reloads it)."
+    )
     built_at: str | None
     read_replica: bool = Field(False, description="This server follows another process's index; writes go there.")
 

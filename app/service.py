@@ -10,6 +10,7 @@ the writes that share its stages; read top to bottom it is the whole of what a q
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from model.common.hardware import usable_cores
 from model.embedding.images import SUPPORTED_FORMATS, DecodedImage, UnreadableImageError, decode_checked, open_checked
 from model.embedding.query_views import QUERY_VIEWS, WHOLE, Box, Hits, decode_views, regroup, search_views
 from model.embedding.runtime import EncoderRuntime, load_runtime
+from model.embedding.unloading import IdleUnloading
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -111,7 +113,8 @@ class SearchService:
     def load(self) -> None:
         """Load the encoder and the index (blocking; run it off the event loop)."""
         s = self.settings
-        encoder = load_runtime(s.encoder_path, s.runtime, s.device, threads=s.encoder_threads or usable_cores())
+        threads = s.encoder_threads or usable_cores()
+        encoder = load_runtime(s.encoder_path, s.runtime, s.device, threads, s.encoder_run_pixels)
         # Writable: half-written versions are cleaned up and journalled writes replayed.
         if s.read_replica:  # follows the writer's journal (app.replica); writes are refused
             index = open_replica(s.index_path, encoder_checksum=encoder.checksum, store_settings=s.store_settings)
@@ -129,7 +132,7 @@ class SearchService:
             )
         # Warm the encoder so the first real query does not pay for lazy initialisation.
         encoder.embed_pixels(np.zeros((1, encoder.image_size, encoder.image_size, 3), np.uint8))
-        self.live = Live(encoder, index, ImageStore(s.store_path))
+        self.live = Live(self._unloading(encoder), index, ImageStore(s.store_path))
         INDEX_SIZE.set(index.count)
         LOG.info(
             "ready: encoder %s (%s runtime), index %s (%d images)", s.encoder_path, encoder.runtime, index.version,
@@ -146,8 +149,17 @@ class SearchService:
 
     def swap(self, index: ImageIndex, encoder: EncoderRuntime) -> None:
         """Switch to a new index (and encoder): requests that already hold the old one finish on it."""
-        self.live = Live(encoder, index, self.require().store)
+        self.live = Live(self._unloading(encoder), index, self.require().store)
         INDEX_SIZE.set(index.count)
+
+    def _unloading(self, encoder: EncoderRuntime) -> EncoderRuntime:
+        """The encoder, unloaded after the configured idle time and reloaded on demand."""
+        s = self.settings
+        if s.encoder_idle_unload_s <= 0 or isinstance(encoder, IdleUnloading):
+            return encoder
+        threads = s.encoder_threads or usable_cores()
+        reload = functools.partial(load_runtime, encoder.path, encoder.runtime, s.device, threads, s.encoder_run_pixels)
+        return IdleUnloading(reload, s.encoder_idle_unload_s, first=encoder)
 
     @property
     def query_boxes(self) -> tuple[Box, ...]:
@@ -343,6 +355,7 @@ class SearchService:
             "encoder_sha256": live.encoder.checksum,
             "encoder_arch": live.encoder.arch,
             "encoder_runtime": live.encoder.runtime,
+            "encoder_loaded": not isinstance(live.encoder, IdleUnloading) or live.encoder.loaded,
             "built_at": m.built_at,
             "read_replica": live.index.replica_of is not None,
         }

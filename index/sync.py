@@ -37,7 +37,7 @@ from index.catalog import NewImage
 from index.images import ImageStore
 from index.journal import MoveEntry
 from index.store import ImageIndex, load
-from model.collections.data import IMAGE_SUFFIXES, label_of
+from model.collections.layout import IMAGE_SUFFIXES, label_of
 from model.embedding.images import UnreadableImageError, decode_image
 from model.embedding.runtime import EncoderRuntime
 

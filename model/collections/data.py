@@ -20,13 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.collections.layout import IMAGE_SUFFIXES, split_and_label
 from model.common.hardware import cores_per_process
 from model.embedding.images import SkipCount, UnreadableImageError, decode_chunks, decode_square
 
 LOG = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
-SPLIT_NAMES = frozenset({"train", "test", "val"})
 
 
 @dataclass(frozen=True)
@@ -35,22 +33,6 @@ class ImageRecord:
     data: bytes
     label: str | None = None
     split: str | None = None
-
-
-def _split_and_label(rel_parts: tuple[str, ...]) -> tuple[str | None, str | None]:
-    """(split, label) from a path's directory parts, e.g. ('train', 'cat', 'x.jpg').
-
-    A split folder may also sit inside one wrapper folder, as `tar czf photos.tar.gz photos/`
-    makes it: ('photos', 'train', 'cat', 'x.jpg') is split 'train', label 'cat'.
-    """
-    parts = list(rel_parts[:-1])
-    split = None
-    if len(parts) >= 2 and parts[0].lower() not in SPLIT_NAMES and parts[1].lower() in SPLIT_NAMES:
-        parts.pop(0)  # the wrapper folder
-    if parts and parts[0].lower() in SPLIT_NAMES:
-        split = parts.pop(0).lower()
-    label = parts[-1] if parts else None
-    return split, label
 
 
 def is_archive(path: Path) -> bool:
@@ -70,11 +52,6 @@ def check_source(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def label_of(uri: str) -> str | None:
-    """The label a folder layout gives the file at `uri` (relative, '/'-separated): its folder's name."""
-    return _split_and_label(tuple(uri.split("/")))[1]
-
-
 def iter_records(path: str | os.PathLike[str]) -> Iterator[ImageRecord]:
     """Yield every image file of a folder tree or tar archive, in a stable order."""
     root = check_source(path)
@@ -82,7 +59,7 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[ImageRecord]:
         for file in sorted(root.rglob("*")):
             if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
                 rel = file.relative_to(root)
-                split, label = _split_and_label(rel.parts)
+                split, label = split_and_label(rel.parts)
                 try:
                     data = file.read_bytes()
                 except OSError as exc:
@@ -101,7 +78,7 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[ImageRecord]:
             fh = tar.extractfile(member)
             if fh is None:
                 continue
-            split, label = _split_and_label(rel_parts)
+            split, label = split_and_label(rel_parts)
             yield ImageRecord("/".join(rel_parts), fh.read(), label, split)
 
 

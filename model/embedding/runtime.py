@@ -87,9 +87,12 @@ def load_runtime(
     runtime: Runtime | str = Runtime.AUTO,
     device: str | None = None,
     threads: int | None = None,
+    run_pixels: int | None = None,
 ) -> EncoderRuntime:
     """Open an encoder (encoder.pt or encoder.onnx) with the runtime asked for, on `threads`
-    intra-op threads (default: the runtime's own choice).
+    intra-op threads (default: the runtime's own choice). ONNX Runtime embeds a batch in runs of
+    at most `run_pixels` pixels (default `model.embedding.onnx_runtime.RUN_PIXELS`), which bounds
+    the buffers it keeps.
 
     `auto`: an .onnx file runs on ONNX Runtime; an encoder.pt whose export sits beside it (and
     was made from these very weights) too, on the CPU; otherwise torch.
@@ -104,7 +107,7 @@ def load_runtime(
     if runtime is Runtime.ONNX:
         from model.embedding.onnx_runtime import load_onnx_encoder
 
-        return load_onnx_encoder(path if path.suffix == ".onnx" else onnx_path_for(path), threads)
+        return load_onnx_encoder(path if path.suffix == ".onnx" else onnx_path_for(path), threads, run_pixels)
     if path.suffix == ".onnx":
         raise ValueError(f"{str(path)!r} is an ONNX export: serve it with the onnx runtime, or pass its encoder.pt")
     try:

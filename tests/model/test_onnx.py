@@ -74,3 +74,15 @@ def test_not_an_export_gives_a_clear_error(tmp_path: Path) -> None:
         load_runtime(tmp_path / "missing.onnx")
     with pytest.raises(ValueError, match="onnx runtime"):
         load_runtime(tmp_path / "missing.onnx", Runtime.TORCH)
+
+
+def test_a_large_batch_is_embedded_in_bounded_runs_with_the_same_vectors(tmp_path: Path) -> None:
+    path = export_onnx(untrained("cpu-small", tmp_path))
+    side = preset("cpu-small").encoder.image_size
+    capped = OnnxEncoder(path, threads=1, run_pixels=3 * side * side)  # 3 images a run
+    whole = OnnxEncoder(path, threads=1, run_pixels=100 * side * side)
+    assert (capped.run_images, whole.run_images) == (3, 100)
+    pixels = np.random.default_rng(0).integers(0, 255, (10, side, side, 3), dtype=np.uint8)
+    one_by_one = np.concatenate([whole.embed_pixels(p[None]) for p in pixels])
+    np.testing.assert_allclose(capped.embed_pixels(pixels), one_by_one, atol=1e-5)
+    np.testing.assert_allclose(whole.embed_pixels(pixels), one_by_one, atol=1e-5)
