@@ -349,6 +349,17 @@ class DuplicateCalibration(BaseModel):
     neighbour_p95: float = Field(description="95th percentile of that: only 1 image in 20 has a neighbour above.")
     images: int = Field(description="Images edited into copies.")
     warning: str | None = Field(description="Set when the encoder does not tell copies from similar images.")
+    candidate: float = Field(
+        description="Pairs from this cosine up to the threshold join a group when they look alike in pixels."
+    )
+    pixel: float | None = Field(
+        description="Thumbnail correlation such a pair needs: max(copy_likeness_p5, neighbour_likeness_p95); "
+        "null: no pixel check (neighbours look as alike as copies)."
+    )
+    copy_likeness_p5: float = Field(description="5th percentile of the edited copies' thumbnail correlation.")
+    neighbour_likeness_p95: float = Field(
+        description="95th percentile of an image's thumbnail correlation with its nearest neighbour."
+    )
 
 
 class DuplicatesResponse(BaseModel):

@@ -16,6 +16,7 @@ import csv
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,20 @@ class DuplicateReport:
     seconds: float
 
 
-def find_duplicates(index: ImageIndex, threshold: float = DEFAULT_THRESHOLD) -> DuplicateReport:
-    """Every group of near-duplicate (cosine >= threshold) or byte-identical images in `index`."""
+@dataclass(frozen=True)
+class PixelCheck:
+    """Pairs at cosine >= `candidate` but below the threshold join a group when `alike(a, b)`
+    (arrays of image ids -> bool array) says they look like copies (index.likeness)."""
+
+    candidate: float
+    alike: Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def find_duplicates(
+    index: ImageIndex, threshold: float = DEFAULT_THRESHOLD, check: PixelCheck | None = None
+) -> DuplicateReport:
+    """Every group of near-duplicate (cosine >= threshold, or >= check.candidate and alike in
+    pixels) or byte-identical images in `index`."""
     if not -1.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be a cosine in [-1, 1], got {threshold}")
     started = time.perf_counter()
@@ -76,7 +89,14 @@ def find_duplicates(index: ImageIndex, threshold: float = DEFAULT_THRESHOLD) -> 
         ids = np.array([r.id for r in rows], dtype=np.int64)
         vectors = index.vectors_locked(ids)
         copies = index.catalog.copies_of(r.sha256 for r in rows)
-    edges = _edges(index, vectors, ids, threshold)
+    lowest = min(threshold, check.candidate) if check is not None else threshold
+    edges = _edges(index, vectors, ids, lowest)
+    if check is not None and lowest < threshold:
+        a, b, scores = edges
+        doubtful = np.flatnonzero(scores < threshold)
+        keep = np.ones(len(scores), bool)
+        keep[doubtful] = check.alike(ids[a[doubtful]], ids[b[doubtful]])
+        edges = (a[keep], b[keep], scores[keep])
     by_sha = {r.id: copies.get(r.sha256, []) for r in rows}
     groups = _components(ids, edges, by_sha)
     seconds = time.perf_counter() - started

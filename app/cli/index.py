@@ -182,8 +182,8 @@ def duplicates(
 ) -> None:
     """Find groups of near-duplicate and byte-identical images in an index."""
     configure(verbose, None)
-    from index.calibrate import calibrate
-    from index.duplicates import TooManyPairsError, find_duplicates, write_groups
+    from index.calibrate import calibrate, pixel_check, stored_thumbnails
+    from index.duplicates import PixelCheck, TooManyPairsError, find_duplicates, write_groups
     from index.images import ImageStore
     from index.store import load
     from index.versions import IndexNotFoundError
@@ -198,6 +198,7 @@ def duplicates(
     except IndexNotFoundError as exc:
         fail(exc)
         return
+    check: PixelCheck | None = None
     try:
         if threshold is None:
             encoder = encoder or Path(str(opened.manifest.encoder.get("path", "")))
@@ -206,15 +207,22 @@ def duplicates(
                     f"the index's encoder {str(encoder)!r} is not here to measure a threshold with: "
                     "give --threshold, or --encoder with the encoder the index was built with"
                 )
-            found = calibrate(load_runtime(encoder, "auto", "cpu"), opened, ImageStore(path / "images"))
+            store = ImageStore(path / "images")
+            found = calibrate(load_runtime(encoder, "auto", "cpu"), opened, store)
             threshold = found.threshold
+            check = pixel_check(found, stored_thumbnails(opened, store))
             typer.echo(
                 f"threshold {threshold} measured: 95 % of resized / re-encoded / cropped copies score >= "
                 f"{found.copy_p5}, 1 image in 20 has a neighbour >= {found.neighbour_p95}"
+                + (
+                    f"; pairs from {found.candidate} join when their thumbnails correlate >= {found.pixel}"
+                    if check
+                    else ""
+                )
             )
             if found.warning:
                 typer.echo(f"warning: {found.warning}")
-        report = find_duplicates(opened, threshold)
+        report = find_duplicates(opened, threshold, check)
         rows = opened.rows([m.id for g in report.groups for m in g.members])
     except (TooManyPairsError, FileNotFoundError, ValueError) as exc:
         fail(exc)

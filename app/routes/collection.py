@@ -101,7 +101,7 @@ async def duplicates(
             raise HTTPException(409, f"{exc}; give a threshold") from exc
         chosen = calibration.threshold
     try:
-        report, cached = await cache.get(live, chosen)
+        report, cached = await cache.get(live, chosen, calibration)
     except TooManyPairsError as exc:
         raise HTTPException(422, str(exc)) from exc
     page = report.groups[cursor : cursor + limit]

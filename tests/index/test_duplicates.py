@@ -218,3 +218,41 @@ def test_component_labels_equal_a_breadth_first_walk(seed: int) -> None:
     got = {frozenset(np.flatnonzero(labels == c).tolist()) for c in np.unique(labels)}
     assert got == expected
     assert sorted(np.unique(labels).tolist()) == list(range(len(expected)))
+
+
+def test_pairs_below_the_threshold_join_only_when_the_pixel_check_passes(tmp_path: Path) -> None:
+    """Reference: components of the graph whose edges are pairs >= threshold, plus pairs from
+    the candidate level up that the check accepts, walked pair by pair."""
+    vectors = planted()
+    index = make_index(tmp_path, vectors)
+    ids = index.catalog.ids()
+    rng = np.random.default_rng(5)
+    accepted = {frozenset(map(int, p)) for p in rng.choice(ids, (400, 2))}
+
+    def alike(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.array([frozenset((int(i), int(j))) in accepted for i, j in zip(a, b, strict=True)])
+
+    threshold, candidate = 0.98, 0.6
+    report = find_duplicates(index, threshold, dup.PixelCheck(candidate, alike))
+    sims = vectors.astype(np.float64) @ vectors.astype(np.float64).T
+    linked = (sims >= threshold) | (
+        (sims >= candidate) & np.array([[frozenset((i, j)) in accepted for j in ids] for i in ids])
+    )
+    np.fill_diagonal(linked, False)
+    expected: set[frozenset[int]] = set()
+    seen: set[int] = set()
+    for start in range(len(ids)):
+        if start in seen:
+            continue
+        component, todo = {start}, deque([start])
+        while todo:
+            for other in np.flatnonzero(linked[todo.popleft()]):
+                if int(other) not in component:
+                    component.add(int(other))
+                    todo.append(int(other))
+        seen |= component
+        if len(component) > 1:
+            expected.add(frozenset(ids[p] for p in component))
+    got = {frozenset(m.id for m in g.members) for g in report.groups}
+    assert got == expected
+    assert got != naive_groups(vectors, ids, threshold)  # the check added pairs
