@@ -25,14 +25,15 @@ from app.metrics import REQUEST_SECONDS, REQUESTS
 from app.offload import run_blocking
 from app.openapi import install_schema
 from app.replica import follow
-from app.routes import collection, images, search, status, web, writes
+from app.routes import collection, images, reviews, search, status, web, writes
 from app.service import SearchService, ServiceNotReadyError
 from app.sync_job import Syncer
+from index.reviews import Reviews
 from index.store import ReadReplicaError
 from model.embedding.images import ImageTooLargeError, UnreadableImageError, UnsupportedImageTypeError
 
 LOG = logging.getLogger(__name__)
-ROUTERS = (search.router, collection.router, images.router, writes.router, status.router, web.router)
+ROUTERS = (search.router, collection.router, reviews.router, images.router, writes.router, status.router, web.router)
 
 
 async def _load(service: SearchService) -> None:
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.service = service
         app.state.rebuilder = Rebuilder(service, settings.rebuild_duty_cycle)
         app.state.syncer = Syncer(service, app.state.rebuilder)
+        app.state.reviews = Reviews(settings.index_path)
         app.state.duplicates = DuplicateCache()
         app.state.adaptation = None
         if settings.adapt_data and settings.adapt_run:
@@ -72,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
             await service.close()
+            app.state.reviews.close()
 
     app = FastAPI(
         title="latent-search",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 from pydantic.config import JsonDict
@@ -217,6 +217,17 @@ class SyncRequest(BaseModel):
 
 
 class SyncJobInfo(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{
+                "id": "9b1d2e", "data": "/photos", "force": False, "max_removed": 0.1, "state": "succeeded",
+                "done": {"moved": 2, "added": 70, "removed": 40},
+                "summary": {"files": 10030, "hashed": 80, "added": 70, "removed": 40, "changed": 20, "moved": 10},
+                "created_at": "2026-12-06T21:00:00+00:00", "finished_at": "2026-12-06T21:00:01+00:00", "error": None,
+            }]
+        }
+    )  # fmt: skip
+
     id: str
     data: str
     force: bool
@@ -335,10 +346,58 @@ class DuplicateMember(BaseModel):
     copies: list[str] = Field(description="Other uris of byte-identical files merged into this image at ingest.")
 
 
+REVIEW_EXAMPLE: dict[str, Any] = {
+    "id": 1,
+    "decision": "keep_one",
+    "keep_id": 7,
+    "ids": [7, 9],
+    "members_sha256": ["5f1c...", "a03e..."],
+    "closeness": 0.93,
+    "decided_at": "2026-12-06T21:00:00+00:00",
+}
+
+
+class ReviewInfo(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [REVIEW_EXAMPLE]})
+
+    id: int
+    decision: Literal["keep_all", "keep_one"]
+    keep_id: int | None = Field(description="The image to keep (keep_one); null when it is no longer indexed.")
+    ids: list[int] = Field(description="The group's images when decided that are still indexed.")
+    members_sha256: list[str] = Field(description="What the decision is stored by: it survives renames and rebuilds.")
+    closeness: float = Field(description="A new image joins the decision when at least this close to the group.")
+    decided_at: str
+
+
+class ReviewRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"ids": [7, 9], "decision": "keep_one", "keep_id": 7}]})
+
+    ids: list[int] = Field(min_length=2, max_length=1000, description="The group's images.")
+    decision: Literal["keep_all", "keep_one"]
+    keep_id: int | None = Field(None, description="With keep_one: which image to keep (one of ids).")
+
+
+class ReviewsResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reviews": [REVIEW_EXAMPLE]}]})
+
+    reviews: list[ReviewInfo]
+
+
+class Suggestion(BaseModel):
+    id: int
+    reason: str = Field(description="Why: the largest, the least compressed, or the oldest.")
+
+
 class DuplicateGroup(BaseModel):
     size: int = Field(description="Files in the group: its images and their byte-identical copies.")
     exact_only: bool = Field(description="True when the group is one image and its byte-identical copies.")
     images: list[DuplicateMember] = Field(description="Best connected first.")
+    status: Literal["new", "reviewed", "changed"] = Field(
+        "new", description="reviewed: a decision covers it; changed: images not as close as the decided ones joined."
+    )
+    review: ReviewInfo | None = None
+    unreviewed_ids: list[int] = Field([], description="With changed: the images the decision does not cover.")
+    suggested: Suggestion | None = Field(None, description="The copy to keep, if one is to be kept.")
 
 
 class DuplicateCalibration(BaseModel):

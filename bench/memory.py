@@ -1,8 +1,8 @@
 """Resident memory of a serving process: after start, under search load, during a rebuild, idle.
 
-    uv run python -m bench.memory --encoder ENCODER.pt --index INDEX [--index INDEX2 ...]
+    uv run python -m bench.memory --serve ENCODER.pt INDEX [--serve ENCODER2.pt INDEX2 ...]
 
-For each index (built with the encoder): `latent-search serve` in its own process (the encoder
+For each index (with the encoder it was built with): `latent-search serve` in its own process (the encoder
 unloaded after LATENT_SEARCH_ENCODER_IDLE_UNLOAD_S=10 for the measurement), then its resident
 memory (VmRSS from /proc, Linux) when ready; after POST /search load at concurrency 1, 4 and 16
 (640 x 480 JPEG uploads, 64 requests a level); its peak while a rebuild (POST /index/rebuild)
@@ -84,7 +84,11 @@ def measure(encoder: Path, index: Path, rebuild: bool) -> list[str]:
         idle = resident_mb(proc.pid)
     manifest = read_manifest(index)
     backend = (manifest.get("vector_store") or {}).get("backend", "faiss")
+    encoder_name = (
+        f"{manifest['encoder']['config'].get('arch', '?')} {manifest['encoder']['config'].get('image_size', '?')} px"
+    )
     return [
+        encoder_name,
         f"{manifest['count']:,}",
         f"{backend}, {manifest['index_type']}, d={manifest['dim']}",
         f"{ready:.0f}",
@@ -96,23 +100,23 @@ def measure(encoder: Path, index: Path, rebuild: bool) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--encoder", type=Path, required=True)
-    parser.add_argument("--index", type=Path, action="append", required=True)
+    parser.add_argument("--serve", nargs=2, action="append", required=True, metavar=("ENCODER", "INDEX"))
     parser.add_argument("--no-rebuild", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     rows = []
-    for index in args.index:
-        rows.append(measure(args.encoder, index, not args.no_rebuild))
+    for encoder, index in args.serve:
+        rows.append(measure(Path(encoder), Path(index), not args.no_rebuild))
         print(rows[-1], flush=True)
     body = (
-        f"## Resident memory of the serving process ({today()})\n\n`uv run python -m bench.memory --encoder "
-        f"{args.encoder} " + " ".join(f"--index {i}" for i in args.index) + f"` on {machine()}. VmRSS of the "
+        f"## Resident memory of the serving process ({today()})\n\n`uv run python -m bench.memory "
+        + " ".join(f"--serve {e} {i}" for e, i in args.serve)
+        + f"` on {machine()}. VmRSS of the "
         "`latent-search serve` process in MB (default settings, but the encoder unloaded after "
         f"{IDLE_UNLOAD_S} s idle instead of 300 s): when ready; after 64 searches at concurrency 1 / 4 / 16 "
         "(640 x 480 JPEG uploads); the peak while a rebuild re-embeds the collection; idle after the encoder's "
         "unload.\n\n"
-        + table(["images", "vector store", "ready", "after load c=1 / 4 / 16", "rebuild peak", "idle"], rows)
+        + table(["encoder", "images", "vector store", "ready", "after load c=1 / 4 / 16", "rebuild peak", "idle"], rows)
     )
     print(body)
     if not args.no_write:

@@ -15,6 +15,10 @@ from model.common.atomic import write_atomic
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
+# PNG, BMP, TIFF (both byte orders), GIF: formats that keep every pixel (WebP may or may not).
+LOSSLESS_MAGIC = (b"\x89PNG", b"BM", b"II*\x00", b"MM\x00*", b"GIF8")
+
+
 class ImageStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -36,6 +40,16 @@ class ImageStore:
     def get(self, sha256: str) -> bytes | None:
         path = self.path_for(sha256)
         return path.read_bytes() if path.exists() else None
+
+    def facts(self, sha256: str) -> tuple[int, bool] | None:
+        """(stored bytes, lossless format) of an image, None when it is not stored."""
+        path = self.path_for(sha256)
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(8)
+            return path.stat().st_size, head.startswith(LOSSLESS_MAGIC)
+        except FileNotFoundError:
+            return None
 
     def delete(self, sha256: str) -> None:
         self.path_for(sha256).unlink(missing_ok=True)

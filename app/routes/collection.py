@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from app.collection import DuplicateCache
 from app.deps import FilterDep, LiveDep
 from app.offload import run_blocking
+from app.routes.reviews import annotate, described
 from app.schemas import (
     ERROR_RESPONSES,
     BrowseResponse,
@@ -80,6 +81,10 @@ async def duplicates(
     ] = None,
     cursor: Cursor = 0,
     limit: Annotated[int, Query(ge=1, le=100, description="Groups per page.", examples=[20])] = 20,
+    reviewed: Annotated[
+        bool,
+        Query(description="Also list the groups a decision covers (POST /duplicates/reviews).", examples=[False]),
+    ] = True,
     images_per_group: Annotated[
         int,
         Query(
@@ -104,28 +109,37 @@ async def duplicates(
         report, cached = await cache.get(live, chosen, calibration)
     except TooManyPairsError as exc:
         raise HTTPException(422, str(exc)) from exc
-    page = report.groups[cursor : cursor + limit]
+    states = annotate(report.groups, live, request.app.state.reviews.all())
+    shown = [(g, st) for g, st in zip(report.groups, states, strict=True) if reviewed or st[0] != "reviewed"]
+    page_states = [st for _, st in shown[cursor : cursor + limit]]
+    page = [g for g, _ in shown[cursor : cursor + limit]]
     rows = live.index.rows([m.id for g in page for m in g.members[:images_per_group]])
     groups = [
-        DuplicateGroup(
-            size=g.size,
-            exact_only=g.exact_only,
-            images=[
-                DuplicateMember(id=m.id, uri=row.uri, label=row.label, score=round(m.score, 6), copies=list(m.copies))
-                for m in g.members[:images_per_group]
-                if (row := rows.get(m.id)) is not None
-            ],
+        described(
+            DuplicateGroup(
+                size=g.size,
+                exact_only=g.exact_only,
+                images=[
+                    DuplicateMember(
+                        id=m.id, uri=row.uri, label=row.label, score=round(m.score, 6), copies=list(m.copies)
+                    )
+                    for m in g.members[:images_per_group]
+                    if (row := rows.get(m.id)) is not None
+                ],
+            ),
+            state,
+            live,
         )
-        for g in page
+        for g, state in zip(page, page_states, strict=True)
     ]
     end = cursor + limit
     return DuplicatesResponse(
         threshold=chosen,
         groups=groups,
-        total_groups=len(report.groups),
+        total_groups=len(shown),
         images_searched=report.images,
         seconds=0.0 if cached else round(report.seconds, 3),
-        next_cursor=end if end < len(report.groups) else None,
+        next_cursor=end if end < len(shown) else None,
         calibration=dataclasses.asdict(calibration) if calibration is not None else None,
         index_version=live.index.version,
     )

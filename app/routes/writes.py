@@ -176,7 +176,9 @@ async def start_sync(syncer: SyncerDep, body: SyncRequest) -> SyncJobInfo:
 @router.get("/index/sync/{job_id}", response_model=SyncJobInfo, responses={404: {"description": "Unknown job."}})
 async def sync_status(
     syncer: SyncerDep,
-    job_id: Annotated[str, Path(max_length=64, description="The id POST /index/sync answered with.")],
+    job_id: Annotated[
+        str, Path(max_length=64, description="The id POST /index/sync answered with.", examples=["9b1d2e"])
+    ],
 ) -> SyncJobInfo:
     """State, progress and outcome of a sync job."""
     job = syncer.jobs.get(job_id)

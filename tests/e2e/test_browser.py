@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import run_server
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
     "--headless",
@@ -101,4 +103,35 @@ def test_map_hover_click_and_duplicates_view(live_server: str, tmp_path: Path) -
         page.wait_for_function("document.querySelectorAll('#browse-grid .tile').length === 54")
         page.select_option("#browse-label", index=1)
         page.wait_for_function("document.querySelectorAll('#browse-grid .tile').length === 18")
+        browser.close()
+
+
+def test_a_duplicate_decision_made_on_the_page_is_kept(tiny_encoder: Path, index_copy: Path) -> None:
+    """Mark a group "keep all" on the page: it shows as reviewed, the API has the decision, and
+    "hide reviewed" takes it off the list."""
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    with run_server(tiny_encoder, index_copy) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1000, "height": 900})
+        page.goto(base + "/")
+        page.wait_for_function("document.getElementById('index-info').textContent.includes('54 images')")
+        page.click("#tabs button[data-view=duplicates]")
+        page.wait_for_function("document.querySelector('#dup-status').textContent.includes('groups among 54 images')")
+        page.fill("#dup-threshold", "0.9995")
+        page.click("#dup-find")
+        page.wait_for_selector(".group .tile img")
+        groups = page.locator(".group").count()
+        first = page.locator(".group").first
+        assert first.get_attribute("data-status") == "new"
+        assert "suggested #" in first.locator(".state").inner_text()
+        ids = [int(i) for i in first.locator(".tile").evaluate_all("ts => ts.map(t => t.dataset.id)")]
+        first.locator("button.keep-all").click()
+        page.wait_for_function("document.querySelector('.group').dataset.status === 'reviewed'")
+        assert "reviewed: keep all" in page.locator(".group").first.locator(".state").inner_text()
+        reviews = httpx.get(f"{base}/duplicates/reviews", timeout=10).json()["reviews"]
+        assert len(reviews) == 1 and sorted(reviews[0]["ids"]) == sorted(ids)
+        page.check("#dup-hide-reviewed")
+        page.wait_for_function(f"document.querySelectorAll('.group').length === {groups - 1}")
         browser.close()

@@ -111,3 +111,27 @@ def test_the_service_syncs_a_folder_as_a_job(tiny_encoder: Path, image_folder: P
         proc.wait(20)
     index = load(root, writable=True)  # what the server journalled, replayed
     assert index.count == count
+
+
+def test_a_duplicate_decision_survives_a_sync_that_renames_its_files(
+    tiny_encoder: Path, image_folder: Path, tmp_path: Path
+) -> None:
+    photos, root = indexed_copy(tiny_encoder, image_folder, tmp_path)
+    proc, base = serve(tiny_encoder, root)
+    try:
+        groups = httpx.get(f"{base}/duplicates", params={"threshold": 0.9995}, timeout=60).json()["groups"]
+        members = groups[0]["images"]
+        ids = [m["id"] for m in members]
+        r = httpx.post(f"{base}/duplicates/reviews", json={"ids": ids, "decision": "keep_all"}, timeout=10)
+        assert r.status_code == 201
+        moved = photos / members[0]["uri"]
+        moved.rename(photos / f"renamed-{moved.name}")  # a file of the group moves
+        info = finished(base, httpx.post(f"{base}/index/sync", json={"data": str(photos)}, timeout=10).json())
+        assert info["state"] == "succeeded" and info["summary"]["moved"] == 1  # type: ignore[index]
+        after = httpx.get(f"{base}/duplicates", params={"threshold": 0.9995}, timeout=60).json()["groups"]
+        same = next(g for g in after if ids[0] in [m["id"] for m in g["images"]])
+        assert same["status"] == "reviewed" and sorted(same["review"]["ids"]) == sorted(ids)
+        assert f"renamed-{moved.name}" in [m["uri"] for m in same["images"]]
+    finally:
+        proc.terminate()
+        proc.wait(20)
