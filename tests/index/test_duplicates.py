@@ -24,7 +24,11 @@ from tests.index.conftest import make_index
 
 def naive_groups(vectors: np.ndarray, ids: list[int], threshold: float) -> set[frozenset[int]]:
     sims = vectors.astype(np.float64) @ vectors.astype(np.float64).T
-    linked = sims >= threshold
+    return walked_groups(sims >= threshold, ids)
+
+
+def walked_groups(linked: np.ndarray, ids: list[int]) -> set[frozenset[int]]:
+    """The connected components (of two or more) of the graph `linked` (n x n bool), breadth first."""
     seen: set[int] = set()
     groups = set()
     for start in range(len(ids)):
@@ -239,20 +243,7 @@ def test_pairs_below_the_threshold_join_only_when_the_pixel_check_passes(tmp_pat
         (sims >= candidate) & np.array([[frozenset((i, j)) in accepted for j in ids] for i in ids])
     )
     np.fill_diagonal(linked, False)
-    expected: set[frozenset[int]] = set()
-    seen: set[int] = set()
-    for start in range(len(ids)):
-        if start in seen:
-            continue
-        component, todo = {start}, deque([start])
-        while todo:
-            for other in np.flatnonzero(linked[todo.popleft()]):
-                if int(other) not in component:
-                    component.add(int(other))
-                    todo.append(int(other))
-        seen |= component
-        if len(component) > 1:
-            expected.add(frozenset(ids[p] for p in component))
+    expected = walked_groups(linked, ids)
     got = {frozenset(m.id for m in g.members) for g in report.groups}
     assert got == expected
     assert got != naive_groups(vectors, ids, threshold)  # the check added pairs
