@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from index.folder import STATE_FILE, FileStates, SyncRefusedError
 from index.store import IndexRetiredError
-from index.sync import STATE_FILE, FileStates, SyncRefusedError, apply_sync, check_safe, plan_sync
+from index.sync import apply_sync, check_safe, plan_sync
 from index.versions import now_iso
 
 if TYPE_CHECKING:

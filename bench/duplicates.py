@@ -148,7 +148,7 @@ def main() -> None:
             print(rows[-1], flush=True)
         print(f"  calibration: {found}", flush=True)
         index.close()
-    name = Path(args.photos).name.split(".")[0]
+    name = Path(args.photos).name.split(".")[0] + "".join(f"-{Path(e).parent.name}" for e in args.encoder or [])
     body = (
         f"## Planted copies and the default duplicate groups: {name} ({today()})\n\n`uv run python -m bench.duplicates "
         f"--photos {args.photos} --others {args.others}` on {machine()}: {PHOTOS} test photos of the first archive, "

@@ -24,9 +24,10 @@ from PIL import Image
 from bench.report import machine, table, today, write_section
 from bench.serve import untrained_encoder
 from index.build import build_index
+from index.folder import STATE_FILE, FileStates
 from index.images import ImageStore
 from index.store import load
-from index.sync import STATE_FILE, FileStates, apply_sync, plan_sync
+from index.sync import apply_sync, plan_sync
 from model.embedding.runtime import load_runtime
 
 

@@ -21,9 +21,9 @@ import torch
 from tqdm import tqdm
 
 from index.catalog import Catalog, NewImage
+from index.folder import remember_files, scan
 from index.images import ImageStore
 from index.pipeline import BuildOptions, stage_version
-from index.sync import remember_files, scan
 from index.versions import CATALOG_FILE, publish, staging_dir
 from model.collections.data import ImageRecord, count_records, iter_records
 from model.common.hardware import cores_per_process

@@ -104,9 +104,10 @@ def index_sync(
     ones, follow renamed or moved ones; only what changed is read. Safe by default (see
     index/sync.py); while `serve` runs on the index, use POST /index/sync instead."""
     configure(verbose)
+    from index.folder import STATE_FILE, FileStates, SyncRefusedError
     from index.images import ImageStore
     from index.store import load
-    from index.sync import STATE_FILE, FileStates, SyncRefusedError, apply_sync, check_safe, plan_sync
+    from index.sync import apply_sync, check_safe, plan_sync
     from model.embedding.runtime import load_runtime
 
     if not 0 <= max_removed <= 1 or chunk < 1:

@@ -31,7 +31,7 @@ from app.schemas import (
     Timings,
 )
 from app.sync_job import Syncer, SyncRunningError
-from index.sync import SyncRefusedError
+from index.folder import SyncRefusedError
 
 router = APIRouter(tags=["writes"])
 

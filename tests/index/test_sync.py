@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from index.build import build_index
+from index.folder import STATE_FILE, FileStates, SyncRefusedError
 from index.images import ImageStore
 from index.store import ImageIndex, load
-from index.sync import STATE_FILE, FileStates, SyncRefusedError, apply_sync, check_safe, plan_sync
+from index.sync import apply_sync, check_safe, plan_sync
 from model.embedding.images import decode_image
 from model.embedding.runtime import EncoderRuntime, load_runtime
 from tests.conftest import pattern_png
