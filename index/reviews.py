@@ -62,12 +62,19 @@ class Reviews:
     def __init__(self, root: str | Path) -> None:
         self.path = Path(root) / REVIEWS_FILE
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, check_same_thread=False)
-        with self._conn:
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS reviews (id INTEGER PRIMARY KEY AUTOINCREMENT, decision TEXT NOT NULL, "
-                "keep TEXT, members TEXT NOT NULL, closeness REAL NOT NULL, decided_at TEXT NOT NULL)"
-            )
+        self._opened: sqlite3.Connection | None = None  # on first use: the index folder may not exist yet
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._opened is None:
+            conn = sqlite3.connect(self.path, check_same_thread=False)
+            with conn:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS reviews (id INTEGER PRIMARY KEY AUTOINCREMENT, decision TEXT NOT "
+                    "NULL, keep TEXT, members TEXT NOT NULL, closeness REAL NOT NULL, decided_at TEXT NOT NULL)"
+                )
+            self._opened = conn
+        return self._opened
 
     def record(self, decision: str, members: Iterable[str], closeness: float, keep: str | None = None) -> Review:
         """Store a decision on a group; it replaces earlier decisions on any of these images."""
@@ -102,7 +109,9 @@ class Reviews:
         return [Review(i, d, k, tuple(json.loads(m)), c, t) for i, d, k, m, c, t in rows]
 
     def close(self) -> None:
-        self._conn.close()
+        if self._opened is not None:
+            self._opened.close()
+            self._opened = None
 
 
 def review_of(members: dict[str, float], reviews: list[Review]) -> GroupReview:

@@ -74,14 +74,14 @@ async def decide(live: LiveDep, reviews: ReviewsDep, body: ReviewRequest) -> Rev
     the images' content, so it survives renames, syncs and rebuilds, and it replaces earlier
     decisions on any of these images."""
     ids = sorted(set(body.ids))
-    rows = live.index.rows(ids)
+    rows = live.index.rows([i for i in ids if 0 <= i < 2**63])  # ids are 64-bit: others are unknown
     missing = [i for i in ids if i not in rows]
     if missing:
         raise HTTPException(404, f"no image with id {missing[0]} in the index")
     if len(ids) < 2:
         raise HTTPException(422, "a decision is about a group: give at least two different images")
     if (body.decision == "keep_one") != (body.keep_id is not None) or (
-        body.keep_id is not None and body.keep_id not in rows
+        body.keep_id is not None and body.keep_id not in ids
     ):
         raise HTTPException(422, "keep_one needs keep_id, one of ids; keep_all takes none")
     vectors = await run_blocking(live.index.vectors, np.array(ids, dtype=np.int64))

@@ -155,7 +155,7 @@ async def rebuild_status(
     responses={
         503: ERROR_RESPONSES[503],
         **AUTH_RESPONSES,
-        400: {"description": "The path is not a folder on the server: nothing was changed."},
+        404: {"description": "The path is not a folder on the server: nothing was changed."},
         409: {"description": "A sync is already running, or this server is a read replica."},
     },
 )
@@ -167,7 +167,7 @@ async def start_sync(syncer: SyncerDep, body: SyncRequest) -> SyncJobInfo:
     try:
         job = syncer.start(body.data, body.force, body.max_removed)
     except SyncRefusedError as exc:
-        raise HTTPException(400, str(exc)) from exc
+        raise HTTPException(404, str(exc)) from exc
     except SyncRunningError as exc:
         raise HTTPException(409, str(exc)) from exc
     return SyncJobInfo(**dataclasses.asdict(job))

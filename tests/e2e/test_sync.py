@@ -105,7 +105,7 @@ def test_the_service_syncs_a_folder_as_a_job(tiny_encoder: Path, image_folder: P
         assert refused["state"] == "refused" and "nothing was changed" in str(refused["error"])
         assert httpx.get(f"{base}/index", timeout=10).json()["count"] == count
         missing = httpx.post(f"{base}/index/sync", json={"data": str(tmp_path / "unmounted")}, timeout=10)
-        assert missing.status_code == 400 and "not a folder" in missing.json()["detail"]
+        assert missing.status_code == 404 and "not a folder" in missing.json()["detail"]
     finally:
         proc.terminate()
         proc.wait(20)
