@@ -229,5 +229,6 @@ def build_index(
         shutil.rmtree(staged, ignore_errors=True)
         raise
     if folder_files is not None:
-        remember_files(out, data, folder_files)
+        sha_of = {row.uri: row.sha256 for row in part.rows} | {uri: sha for sha, uri in part.copies}
+        remember_files(out, data, folder_files, sha_of)
     return BuildReport(Path(out), version, manifest.to_dict())

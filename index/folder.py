@@ -11,7 +11,6 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-from index.store import load
 from model.collections.layout import IMAGE_SUFFIXES
 
 STATE_FILE = "sync-state.sqlite"
@@ -79,18 +78,13 @@ def scan(folder: str | Path) -> tuple[dict[str, tuple[int, int]], list[str]]:
     return files, errors
 
 
-def remember_files(root: str | Path, folder: str | Path, before: dict[str, tuple[int, int]]) -> int:
+def remember_files(
+    root: str | Path, folder: str | Path, before: dict[str, tuple[int, int]], sha_of: dict[str, str]
+) -> int:
     """After `index build` of `folder` into `root`: record each file's (size, mtime) taken before
-    the build (`before`, from `scan`) with the sha256 the catalog has for its path, so that the
-    first sync need not read the collection again. A file whose size or mtime moved during the
-    build is left out (its bytes may not be what was indexed); it is read by the first sync."""
-    index = load(root)
-    try:
-        rows = list(index.catalog.rows())
-        copies = index.catalog.copies_of(r.sha256 for r in rows)
-    finally:
-        index.close()
-    sha_of = {r.uri: r.sha256 for r in rows} | {u: sha for sha, uris in copies.items() for u in uris}
+    the build (`before`, from `scan`) with the sha256 the build found at its path (`sha_of`), so
+    that the first sync need not read the collection again. A file whose size or mtime moved
+    during the build is left out (its bytes may not be what was indexed); the first sync reads it."""
     after, _ = scan(folder)
     keep = {u: (*st, sha_of[u]) for u, st in before.items() if u in sha_of and after.get(u) == st}
     states = FileStates(Path(root) / STATE_FILE)

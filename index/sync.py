@@ -49,13 +49,18 @@ CHUNK = 64
 @dataclass
 class SyncPlan:
     files: int  # image files in the folder
-    hashed: int  # of those, read and hashed this time (new size or mtime)
     add: list[tuple[str, list[str]]] = field(default_factory=list)  # (sha256, its uris) new to the index
     remove: list[int] = field(default_factory=list)  # ids whose bytes are nowhere in the folder
     changed: int = 0  # of the removals, files still there with other bytes (re-embedded, not lost)
     move: list[MoveEntry] = field(default_factory=list)  # known bytes at another place
     unreadable: list[str] = field(default_factory=list)
     stats: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # uri -> (size, mtime_ns, sha256)
+    fresh: set[str] = field(default_factory=set)  # uris read and hashed this time (new size or mtime)
+    vanished: list[str] = field(default_factory=list)  # uris remembered from a sync before, gone now
+
+    @property
+    def hashed(self) -> int:
+        return len(self.fresh)
 
     @property
     def lost(self) -> int:
@@ -91,7 +96,7 @@ def plan_sync(index: ImageIndex, folder: str | Path, states: FileStates, allow_e
             "for POST /index/sync)"
         )
     known = states.all()
-    plan = SyncPlan(files=len(files), hashed=0)
+    plan = SyncPlan(files=len(files), vanished=[u for u in known if u not in files])
     uris_of: dict[str, list[str]] = {}
     for uri, (size, mtime) in sorted(files.items()):
         seen = known.get(uri)
@@ -104,7 +109,7 @@ def plan_sync(index: ImageIndex, folder: str | Path, states: FileStates, allow_e
                 LOG.warning("cannot read %s: %s", root / uri, exc)
                 plan.unreadable.append(uri)
                 continue
-            plan.hashed += 1
+            plan.fresh.add(uri)
         plan.stats[uri] = (size, mtime, sha)
         uris_of.setdefault(sha, []).append(uri)
     rows = list(index.catalog.rows())
@@ -180,8 +185,8 @@ def apply_sync(
             for sha in shas:
                 delete_bytes(sha)
         step("removed", len(ids))
-    states.forget(u for u in states.all() if u not in plan.stats)
-    states.record(plan.stats)
+    states.forget(plan.vanished)
+    states.record({u: plan.stats[u] for u in plan.fresh})  # unchanged files' states stand as they were
     return SyncReport(plan.summary() | {"skipped": len(skipped)}, skipped)
 
 

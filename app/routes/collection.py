@@ -109,11 +109,19 @@ async def duplicates(
         report, cached = await cache.get(live, chosen, calibration)
     except TooManyPairsError as exc:
         raise HTTPException(422, str(exc)) from exc
-    states = annotate(report.groups, live, request.app.state.reviews.all())
-    shown = [(g, st) for g, st in zip(report.groups, states, strict=True) if reviewed or st[0] != "reviewed"]
-    page_states = [st for _, st in shown[cursor : cursor + limit]]
-    page = [g for g, _ in shown[cursor : cursor + limit]]
-    rows = live.index.rows([m.id for g in page for m in g.members[:images_per_group]])
+    decisions = request.app.state.reviews.all()
+    if reviewed:  # every group is listed: only the page's need their rows and states
+        shown = report.groups
+        page = shown[cursor : cursor + limit]
+        rows = live.index.rows([m.id for g in page for m in g.members])
+        states = annotate(page, rows, decisions)
+    else:  # reviewed groups are left out before paging: every group's state is needed
+        rows = live.index.rows([m.id for g in report.groups for m in g.members])
+        kept = [(g, st) for g, st in zip(report.groups, annotate(report.groups, rows, decisions), strict=True)
+                if st[0] != "reviewed"]  # fmt: skip
+        shown = [g for g, _ in kept]
+        page = shown[cursor : cursor + limit]
+        states = [st for _, st in kept[cursor : cursor + limit]]
     groups = [
         described(
             DuplicateGroup(
@@ -127,10 +135,11 @@ async def duplicates(
                     if (row := rows.get(m.id)) is not None
                 ],
             ),
+            [rows[m.id] for m in g.members if m.id in rows],
             state,
             live,
         )
-        for g, state in zip(page, page_states, strict=True)
+        for g, state in zip(page, states, strict=True)
     ]
     end = cursor + limit
     return DuplicatesResponse(

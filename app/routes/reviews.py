@@ -12,6 +12,7 @@ from app.deps import AdminDep, LiveDep, ReadyGuard
 from app.offload import run_blocking
 from app.schemas import DuplicateGroup, ReviewInfo, ReviewRequest, ReviewsResponse, Suggestion
 from app.service import Live
+from index.catalog import CatalogRow
 from index.duplicates import Group
 from index.reviews import Review, Reviews, review_of, suggest
 
@@ -39,9 +40,10 @@ def info(review: Review, live: Live) -> ReviewInfo:
     )
 
 
-def annotate(groups: list[Group], live: Live, reviews: list[Review]) -> list[tuple[str, Review | None, list[int]]]:
-    """(status, decision, ids it does not cover) of each group."""
-    rows = live.index.rows([m.id for g in groups for m in g.members])
+def annotate(
+    groups: list[Group], rows: dict[int, CatalogRow], reviews: list[Review]
+) -> list[tuple[str, Review | None, list[int]]]:
+    """(status, decision, ids it does not cover) of each group; `rows` holds its members' rows."""
     out = []
     for g in groups:
         scores = {rows[m.id].sha256: m.score for m in g.members if m.id in rows}
@@ -51,11 +53,12 @@ def annotate(groups: list[Group], live: Live, reviews: list[Review]) -> list[tup
     return out
 
 
-def described(group: DuplicateGroup, state: tuple[str, Review | None, list[int]], live: Live) -> DuplicateGroup:
+def described(
+    group: DuplicateGroup, members: list[CatalogRow], state: tuple[str, Review | None, list[int]], live: Live
+) -> DuplicateGroup:
+    """`group` with its review state and the copy suggested among `members` (its images' rows)."""
     status, review, unreviewed = state
-    rows = list(live.index.rows([m.id for m in group.images]).values())
-    store = live.store
-    best = suggest(rows, store.facts) if len(rows) > 1 else None
+    best = suggest(members, live.store.facts) if len(members) > 1 else None
     return group.model_copy(
         update={
             "status": status,
